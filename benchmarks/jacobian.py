@@ -1,0 +1,76 @@
+"""All eigenvalues of the empirical-score Jacobian: closed form against the two baselines.
+
+(a) closed form   ``diffnb.scores.empirical_jacobian_eigvals``: second-order Tweedie, Gram matrix when few
+                  points carry weight, negligible weights skipped;
+(b) probe         the papers' estimator with central differences (``score_jacobian(method="probe")``:
+                  2d score evaluations in one batched call, then ``eigvalsh`` of the symmetric part);
+(c) jacrev        ``torch.func.jacrev`` of the empirical score, vmapped over the points, then ``eigvalsh``.
+
+Data: ``P`` points of a standard Gaussian in ``d`` dimensions scaled to unit expected norm; test points are
+noised training points. ``broad``: t = 1 (hundreds to thousands of active points); ``concentrated``:
+t = 1e-4 (one or two). All in float64; errors are the maximum relative error of the eigenvalues against
+a dense float64 ``eigvalsh`` of the closed-form matrix. Run: ``python benchmarks/jacobian.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from diffnb import scores
+from diffnb.jacobian import score_jacobian
+
+N_POINTS = 16
+SETTINGS = [(64, 1_000), (64, 10_000), (784, 1_000), (784, 10_000)]
+NOISE = {"broad": 1.0, "concentrated": 1e-4}
+
+
+def timed(fn, repeats: int = 1):
+    best, out = np.inf, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def eigvals_of(J: torch.Tensor) -> np.ndarray:
+    return torch.linalg.eigvalsh(0.5 * (J + J.transpose(1, 2))).numpy()
+
+
+def main() -> None:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, {N_POINTS} points each\n")
+    header = (
+        f"{'d':>4} {'P':>6} {'posterior':>12} {'active':>7} | {'closed s':>9} {'probe s':>9} {'jacrev s':>9} | "
+        f"{'probe/closed':>12} {'jacrev/closed':>13} | {'err closed':>10} {'err probe':>9} {'err jacrev':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    for d, P in SETTINGS:
+        data = rng.standard_normal((P, d)) / np.sqrt(d)
+        fn = scores.make_empirical_score(data)
+        for name, t in NOISE.items():
+            x = data[:N_POINTS] + np.sqrt(t) * rng.standard_normal((N_POINTS, d))
+            X = torch.from_numpy(x)
+            active = float(np.median(scores.participation_ratio(x, data, t)))
+            reference = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, data, t, weight_tol=0))
+            scale = np.abs(reference).max(axis=1, keepdims=True)
+            t_closed, ev_closed = timed(lambda: scores.empirical_jacobian_eigvals(x, data, t), repeats=2)
+            t_probe, ev_probe = timed(lambda: eigvals_of(score_jacobian(fn, X, t, method="probe")))
+            t_jacrev, ev_jacrev = timed(
+                lambda: eigvals_of(score_jacobian(fn, X, t, method="autograd", batch_size=1, chunk_size=256))
+            )
+            errors = [np.max(np.abs(ev - reference) / scale) for ev in (ev_closed, ev_probe, ev_jacrev)]
+            print(
+                f"{d:>4} {P:>6} {name:>12} {active:>7.1f} | {t_closed:>9.3f} {t_probe:>9.3f} {t_jacrev:>9.3f} | "
+                f"{t_probe / t_closed:>11.1f}x {t_jacrev / t_closed:>12.1f}x | "
+                f"{errors[0]:>10.1e} {errors[1]:>9.1e} {errors[2]:>10.1e}"
+            )
+
+
+if __name__ == "__main__":
+    main()

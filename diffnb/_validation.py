@@ -1,0 +1,90 @@
+"""Argument checks shared by the package: each failure names the argument and the expected form."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+ArrayLike = Any
+
+
+def as_tensor(value: ArrayLike, name: str, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Convert ``value`` to a floating tensor; NumPy arrays and Python numbers become float64."""
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # pragma: no cover - exotic inputs
+            raise TypeError(f"{name} must be an array or a tensor, got {type(value).__name__}") from exc
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float64)
+    if dtype is not None:
+        tensor = tensor.to(dtype)
+    return tensor
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise if ``tensor`` is empty or holds NaN or infinity."""
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty; it needs at least one value")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+
+
+def check_same_kind(reference: torch.Tensor, other: torch.Tensor, ref_name: str, other_name: str) -> None:
+    """Raise if two tensors differ in dtype or device (no silent casts or copies)."""
+    if reference.dtype != other.dtype:
+        raise TypeError(
+            f"{other_name} has dtype {other.dtype} but {ref_name} has dtype {reference.dtype}; "
+            f"convert one of them, e.g. {other_name}.to({reference.dtype})"
+        )
+    if reference.device != other.device:
+        raise ValueError(
+            f"{other_name} is on device {other.device} but {ref_name} is on {reference.device}; "
+            f"move them to the same device"
+        )
+
+
+def check_times(t: ArrayLike, n: int, *, like: torch.Tensor, name: str = "t") -> torch.Tensor:
+    """Return noise variances as a tensor of shape ``(n,)``: a positive finite scalar or one per point."""
+    if isinstance(t, torch.Tensor):
+        times = t.to(device=like.device, dtype=like.dtype)
+    else:
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            if not math.isfinite(t) or t <= 0:
+                raise ValueError(f"{name} must be a positive finite noise variance, got {t}")
+        times = torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=like.dtype, device=like.device)
+    if times.ndim == 0:
+        times = times.expand(n)
+    elif times.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), one per point; got {tuple(times.shape)}")
+    if not bool(torch.isfinite(times).all()) or not bool((times > 0).all()):
+        raise ValueError(f"{name} must be positive and finite (a noise variance), got {times.tolist()[:5]}")
+    return times
+
+
+def check_points(x: ArrayLike, d: int, name: str = "x") -> tuple[torch.Tensor, bool]:
+    """Return ``x`` as ``(n, d)`` and whether it was a single point of shape ``(d,)``."""
+    tensor = x
+    if tensor.ndim == 1:
+        tensor, single = tensor[None, :], True
+    elif tensor.ndim == 2:
+        single = False
+    else:
+        raise ValueError(f"{name} must have shape (d,) or (n, d), got {tuple(tensor.shape)}")
+    if tensor.shape[-1] != d:
+        raise ValueError(f"{name} has {tensor.shape[-1]} features but the data have d={d}")
+    check_finite(tensor, name)
+    return tensor, single
+
+
+def to_output(tensor: torch.Tensor, as_numpy: bool) -> ArrayLike:
+    """Return NumPy for NumPy callers and tensors for tensor callers."""
+    return tensor.detach().cpu().numpy() if as_numpy else tensor

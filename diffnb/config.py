@@ -1,0 +1,152 @@
+"""Workload scales, seeds, device and thread choice.
+
+Every notebook reads its workload from the environment variable ``DIFFNB_SCALE``:
+
+* ``quick`` — CI and a first local run: each notebook in under 3 minutes on 2 CPU cores;
+* ``full`` — a reader on a laptop: the papers' qualitative results on CPU;
+* ``paper`` — a GPU: the papers' own sizes and training budgets, results cached on disk.
+
+A notebook asks for its sizes with :func:`pick`, e.g. ``n_train = pick(quick=500, full=5000, paper=20000)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+SCALES: tuple[str, ...] = ("quick", "full", "paper")
+DEFAULT_SCALE = "quick"
+SCALE_VARIABLE = "DIFFNB_SCALE"
+DEFAULT_SEED = 0
+
+
+class ScaleError(ValueError):
+    """Raised when ``DIFFNB_SCALE`` names no known scale."""
+
+
+def get_scale(name: str | None = None) -> str:
+    """Return the active scale, validated.
+
+    Parameters
+    ----------
+    name
+        A scale name. When omitted, the environment variable ``DIFFNB_SCALE`` is read, and
+        ``"quick"`` is used when it is unset or empty.
+
+    Raises
+    ------
+    ScaleError
+        If the name is not one of ``SCALES``; the message lists the valid names.
+    """
+    if name is None:
+        name = os.environ.get(SCALE_VARIABLE, "").strip() or DEFAULT_SCALE
+    if name not in SCALES:
+        raise ScaleError(
+            f"{SCALE_VARIABLE}={name!r} is not a known scale; valid scales are "
+            f"{', '.join(SCALES)} (for example: {SCALE_VARIABLE}=quick make test)."
+        )
+    return name
+
+
+def pick(*, quick: T, full: T, paper: T | None = None, scale: str | None = None) -> T:
+    """Choose a workload parameter for the active scale.
+
+    Parameters
+    ----------
+    quick, full, paper
+        The value at each scale. ``paper`` defaults to the ``full`` value.
+    scale
+        Override the scale read from ``DIFFNB_SCALE``.
+
+    Examples
+    --------
+    >>> pick(quick=100, full=1000, scale="quick")
+    100
+    """
+    values = {"quick": quick, "full": full, "paper": full if paper is None else paper}
+    return values[get_scale(scale)]
+
+
+def seed_everything(seed: int = DEFAULT_SEED) -> np.random.Generator:
+    """Seed Python, NumPy and torch, and return a fresh NumPy generator with that seed.
+
+    Parameters
+    ----------
+    seed
+        A non-negative integer.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    return np.random.default_rng(int(seed))
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the device to compute on: CUDA when present, else CPU.
+
+    Parameters
+    ----------
+    prefer
+        ``"cpu"``, ``"cuda"`` or ``None``. When ``None``, the environment variable ``DIFFNB_DEVICE`` is
+        read, and CUDA is used when available.
+    """
+    prefer = prefer or os.environ.get("DIFFNB_DEVICE") or None
+    if prefer is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if prefer not in ("cpu", "cuda") and not prefer.startswith("cuda:"):
+        raise ValueError(f"prefer must be 'cpu', 'cuda' or 'cuda:N', got {prefer!r}")
+    if prefer.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {prefer!r} was asked for but CUDA is not available on this machine")
+    return torch.device(prefer)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set the number of CPU threads torch uses and return it.
+
+    Tiny networks train fastest on one thread (thread hand-offs cost more than the arithmetic);
+    large matrix products prefer all cores. ``None`` reads ``DIFFNB_THREADS`` and otherwise leaves
+    torch's choice unchanged.
+    """
+    if n is None:
+        env = os.environ.get("DIFFNB_THREADS")
+        if not env:
+            return torch.get_num_threads()
+        n = int(env)
+    if n < 1:
+        raise ValueError(f"n must be a positive number of threads, got {n}")
+    torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+def describe() -> str:
+    """One line naming the package and torch versions, the scale and the device (for first cells)."""
+    from diffnb import __version__
+
+    return (
+        f"diffnb {__version__} | torch {torch.__version__} | numpy {np.__version__} | "
+        f"scale={get_scale()} | device={get_device()}"
+    )
+
+
+def _main() -> int:
+    """``python -m diffnb.config``: validate ``DIFFNB_SCALE`` and print the set-up (used by the Makefile)."""
+    import sys
+
+    try:
+        print(describe())
+    except ScaleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

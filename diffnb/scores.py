@@ -1,0 +1,291 @@
+r"""Exact scores and their Jacobians.
+
+Two scores have closed forms and carry the book's exact computations:
+
+* the **empirical score** of a finite data set :math:`\{y_\mu\}_{\mu=1}^P` (the optimal denoiser of the
+  training set, and what a network that memorises converges to),
+
+  .. math:: s(x, t) = \frac{\sum_\mu w_\mu y_\mu - x}{t}, \qquad
+            w_\mu = \operatorname{softmax}_\mu\Big(-\frac{\lVert x - y_\mu\rVert^2}{2t}\Big),
+
+  with Jacobian :math:`J = (-I + \mathrm{Cov}_w / t) / t` (second-order Tweedie);
+* the **exact score of a Gaussian linear manifold** :math:`x = F z`, :math:`s(x, t) = -(FF^\top + tI)^{-1}x`.
+
+``t`` is the VE noise variance throughout (SPEC §2). Inputs may be NumPy arrays (computed in float64 and
+returned as NumPy) or tensors (kept on their device and dtype).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from diffnb._validation import (
+    ArrayLike,
+    as_tensor,
+    check_finite,
+    check_points,
+    check_same_kind,
+    check_times,
+    to_output,
+)
+
+_CHUNK_ELEMENTS = 2**24  # bound the (points x data) distance matrix held at once
+
+
+def _prepare(x: ArrayLike, data: ArrayLike, t: ArrayLike):
+    as_numpy = not isinstance(x, torch.Tensor)
+    Y = as_tensor(data, "data")
+    if Y.ndim != 2:
+        raise ValueError(f"data must have shape (P, d), got {tuple(Y.shape)}")
+    check_finite(Y, "data")
+    X = as_tensor(x, "x")
+    if not isinstance(x, torch.Tensor) and isinstance(data, torch.Tensor):
+        X = X.to(dtype=Y.dtype, device=Y.device)
+    check_same_kind(Y, X, "data", "x")
+    X, single = check_points(X, Y.shape[1])
+    times = check_times(t, X.shape[0], like=X)
+    return X, Y, times, single, as_numpy
+
+
+def _log_weights(X: torch.Tensor, Y: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Log posterior weights, shape (n, P), by a stable log-softmax of -|x - y|^2 / (2t)."""
+    y_sq = (Y * Y).sum(-1)
+    out = torch.empty(X.shape[0], Y.shape[0], dtype=X.dtype, device=X.device)
+    step = max(1, _CHUNK_ELEMENTS // max(1, Y.shape[0]))
+    for start in range(0, X.shape[0], step):
+        xs = X[start : start + step]
+        # |x|^2 is the same for every mu and cancels in the softmax
+        logits = (xs @ Y.T - 0.5 * y_sq) / times[start : start + step, None]
+        out[start : start + step] = torch.log_softmax(logits, dim=-1)
+    return out
+
+
+def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """The empirical score with no checks or chunking, so that torch.func transforms can trace it."""
+    w = torch.softmax((X @ Y.T - 0.5 * y_sq) / times[..., None], dim=-1)
+    return (w @ Y - X) / times[..., None]
+
+
+def make_empirical_score(data: ArrayLike) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The empirical score of ``data`` as a function ``score_fn(x, t)`` for :mod:`diffnb.jacobian`.
+
+    The data are checked once; the returned function works under :func:`torch.func.vmap` and
+    :func:`torch.func.jacrev`. ``x`` has shape ``(n, d)`` and the dtype of the data (float64 for NumPy data);
+    ``t`` has shape ``(n,)`` or is a scalar.
+    """
+    Y = as_tensor(data, "data")
+    if Y.ndim != 2:
+        raise ValueError(f"data must have shape (P, d), got {tuple(Y.shape)}")
+    check_finite(Y, "data")
+    y_sq = (Y * Y).sum(-1)
+
+    def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=Y.dtype, device=Y.device)
+        return _score_from_data(x, Y, y_sq, t if t.ndim else t.expand(x.shape[0]))
+
+    return score_fn
+
+
+def posterior_weights(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
+    """Posterior weights :math:`w_\\mu(x) = p(y_\\mu \\mid x_t = x)` of the training points.
+
+    Parameters
+    ----------
+    x
+        Points, shape ``(d,)`` or ``(n, d)``.
+    data
+        Training points, shape ``(P, d)``.
+    t
+        Noise variance, a positive scalar or one per point ``(n,)``.
+
+    Returns
+    -------
+    Weights of shape ``(P,)`` or ``(n, P)``; each row sums to one.
+    """
+    X, Y, times, single, as_numpy = _prepare(x, data, t)
+    w = _log_weights(X, Y, times).exp()
+    return to_output(w[0] if single else w, as_numpy)
+
+
+def participation_ratio(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
+    """Effective number of training points that the posterior puts weight on, :math:`1/\\sum_\\mu w_\\mu^2`.
+
+    It runs from ``P`` (flat posterior, large noise) down to 1 (one point dominates, small noise).
+    Parameters as in :func:`posterior_weights`; returns a scalar or shape ``(n,)``.
+    """
+    X, Y, times, single, as_numpy = _prepare(x, data, t)
+    logw = _log_weights(X, Y, times)
+    pr = torch.exp(-torch.logsumexp(2 * logw, dim=-1))
+    return to_output(pr[0] if single else pr, as_numpy)
+
+
+def empirical_score(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
+    """Score of the data set smoothed by Gaussian noise of variance ``t``: ``(sum_mu w_mu y_mu - x) / t``.
+
+    Parameters as in :func:`posterior_weights`. Returns the score with the shape of ``x``.
+    """
+    X, Y, times, single, as_numpy = _prepare(x, data, t)
+    w = _log_weights(X, Y, times).exp()
+    s = (w @ Y - X) / times[:, None]
+    return to_output(s[0] if single else s, as_numpy)
+
+
+def _active_centered(w: torch.Tensor, Y: torch.Tensor, weight_tol: float) -> torch.Tensor:
+    """Rows sqrt(w_mu) (y_mu - ybar) for the points whose weight exceeds ``weight_tol``."""
+    keep = w > weight_tol if weight_tol > 0 else torch.ones_like(w, dtype=torch.bool)
+    wk, Yk = w[keep], Y[keep]
+    wk = wk / wk.sum()
+    ybar = wk @ Yk
+    return wk.sqrt()[:, None] * (Yk - ybar)
+
+
+def posterior_covariance(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0) -> ArrayLike:
+    """Covariance of the training points under the posterior weights, :math:`\\mathrm{Cov}_w(x)`.
+
+    Parameters
+    ----------
+    x, data, t
+        As in :func:`posterior_weights`.
+    weight_tol
+        Points whose weight is at most this are left out (and the rest renormalised); 0 keeps all.
+
+    Returns
+    -------
+    Shape ``(d, d)`` or ``(n, d, d)``.
+    """
+    X, Y, times, single, as_numpy = _prepare(x, data, t)
+    W = _log_weights(X, Y, times).exp()
+    cov = torch.empty(X.shape[0], Y.shape[1], Y.shape[1], dtype=X.dtype, device=X.device)
+    for i, w in enumerate(W):
+        A = _active_centered(w, Y, weight_tol)
+        cov[i] = A.T @ A
+    return to_output(cov[0] if single else cov, as_numpy)
+
+
+def empirical_score_jacobian(
+    x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0
+) -> ArrayLike:
+    """Closed-form Jacobian of the empirical score, :math:`J = (-I + \\mathrm{Cov}_w/t)/t`.
+
+    Parameters as in :func:`posterior_covariance`. Returns ``(d, d)`` or ``(n, d, d)``; it is symmetric.
+    """
+    X, Y, times, single, as_numpy = _prepare(x, data, t)
+    cov = posterior_covariance(X, Y, times, weight_tol=weight_tol)
+    eye = torch.eye(Y.shape[1], dtype=X.dtype, device=X.device)
+    J = (cov / times[:, None, None] - eye) / times[:, None, None]
+    return to_output(J[0] if single else J, as_numpy)
+
+
+def empirical_jacobian_eigvals(
+    x: ArrayLike,
+    data: ArrayLike,
+    t: ArrayLike,
+    *,
+    normalized: bool = False,
+    weight_tol: float = 1e-16,
+) -> ArrayLike:
+    """Eigenvalues of the empirical-score Jacobian, ascending, without forming ``d x d`` matrices when not needed.
+
+    Only the ``k`` training points whose posterior weight exceeds ``weight_tol`` enter
+    :math:`\\mathrm{Cov}_w = A^\\top A` (``A`` the ``k x d`` weighted, centred points). Its non-zero eigenvalues
+    are those of the ``k x k`` Gram matrix :math:`AA^\\top` when ``k < d``, and of :math:`A^\\top A` otherwise;
+    the other ``d - k`` eigenvalues of the Jacobian equal ``-1/t`` exactly.
+
+    Parameters
+    ----------
+    x, data, t
+        As in :func:`posterior_weights`.
+    normalized
+        Return the eigenvalues of ``t * J`` (in ``[-1, 0]`` when the posterior is narrower than the noise).
+    weight_tol
+        Weight below which a training point is left out. The error this makes is of the order of the
+        dropped weight times the squared data diameter over ``t``; use 0 to keep every point.
+
+    Returns
+    -------
+    Shape ``(d,)`` or ``(n, d)``, ascending along the last axis.
+    """
+    X, Y, times, single, as_numpy = _prepare(x, data, t)
+    if weight_tol < 0:
+        raise ValueError(f"weight_tol must be non-negative, got {weight_tol}")
+    d = Y.shape[1]
+    W = _log_weights(X, Y, times).exp()
+    out = torch.empty(X.shape[0], d, dtype=X.dtype, device=X.device)
+    for i, w in enumerate(W):
+        A = _active_centered(w, Y, weight_tol)
+        k = A.shape[0]
+        if k < d:
+            lam = torch.linalg.eigvalsh(A @ A.T).clamp_min(0)
+            lam = torch.cat([lam.new_zeros(d - k), lam])
+        else:
+            lam = torch.linalg.eigvalsh(A.T @ A).clamp_min(0)
+        out[i] = lam / times[i] - 1.0
+    if not normalized:
+        out = out / times[:, None]
+    return to_output(out[0] if single else out, as_numpy)
+
+
+def _linear_covariance(F: ArrayLike) -> torch.Tensor:
+    Ft = as_tensor(F, "F")
+    if Ft.ndim != 2:
+        raise ValueError(f"F must have shape (d, m), got {tuple(Ft.shape)}")
+    check_finite(Ft, "F")
+    return Ft @ Ft.T
+
+
+def linear_score(x: ArrayLike, F: ArrayLike, t: ArrayLike) -> ArrayLike:
+    """Exact score of the Gaussian linear manifold ``x = F z``, ``z ~ N(0, I)``: :math:`-(FF^\\top + tI)^{-1}x`.
+
+    Parameters
+    ----------
+    x
+        Points, shape ``(d,)`` or ``(n, d)``.
+    F
+        Embedding, shape ``(d, m)``.
+    t
+        Noise variance, a positive scalar or one per point.
+    """
+    as_numpy = not isinstance(x, torch.Tensor)
+    C = _linear_covariance(F)
+    X = as_tensor(x, "x")
+    if not isinstance(x, torch.Tensor):
+        X = X.to(dtype=C.dtype, device=C.device)
+    check_same_kind(C, X, "F", "x")
+    X, single = check_points(X, C.shape[0])
+    times = check_times(t, X.shape[0], like=X)
+    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+    systems = C[None] + times[:, None, None] * eye
+    s = -torch.linalg.solve(systems, X[..., None])[..., 0]
+    return to_output(s[0] if single else s, as_numpy)
+
+
+def make_linear_score(F: ArrayLike) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`linear_score` of a fixed ``F`` as a function ``score_fn(x, t)`` for :mod:`diffnb.jacobian`.
+
+    ``F`` is checked once; the returned function works under :func:`torch.func.vmap` and
+    :func:`torch.func.jacrev`.
+    """
+    C = _linear_covariance(F)
+    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+
+    def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=C.dtype, device=C.device)
+        t = t if t.ndim else t.expand(x.shape[0])
+        return -torch.linalg.solve(C + t[:, None, None] * eye, x[..., None])[..., 0]
+
+    return score_fn
+
+
+def linear_score_jacobian(F: ArrayLike, t: float) -> ArrayLike:
+    """Jacobian of :func:`linear_score`, :math:`-(FF^\\top + tI)^{-1}`, the same at every point.
+
+    Its eigenvalues are :math:`-1/(\\lambda_i + t)` with :math:`\\lambda_i` the eigenvalues of :math:`FF^\\top`.
+    """
+    as_numpy = not isinstance(F, torch.Tensor)
+    C = _linear_covariance(F)
+    times = check_times(t, 1, like=C)
+    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+    J = -torch.linalg.inv(C + times[0] * eye)
+    return to_output(0.5 * (J + J.T), as_numpy)

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from diffnb import scores
+from diffnb.data import LinearManifold
+from diffnb.jacobian import probe_singular_values, random_orthogonal, score_jacobian
+
+
+@pytest.fixture(scope="module")
+def problem():
+    man = LinearManifold(d=10, block_dims=(3, 2), scales=(1.0, 0.3), seed=0)
+    data = man.sample(200, seed=1)
+    x = torch.from_numpy(man.sample(4, seed=2)) + 0.1
+    return man, data, x
+
+
+def test_methods_agree_on_empirical_score(problem):
+    _, data, x = problem
+    fn = scores.make_empirical_score(data)
+    t = 0.2
+    exact = torch.from_numpy(scores.empirical_score_jacobian(x.numpy(), data, t))
+    auto = score_jacobian(fn, x, t)
+    fwd = score_jacobian(fn, x, t, mode="fwd", batch_size=3)
+    central = score_jacobian(fn, x, t, method="central")
+    central_random = score_jacobian(fn, x, t, method="central", directions="random", seed=1)
+    torch.testing.assert_close(auto, exact, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fwd, exact, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(central, exact, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(central_random, exact, rtol=1e-6, atol=1e-6)
+
+
+def test_chunked_jacrev_matches(problem):
+    _, data, x = problem
+    fn = scores.make_empirical_score(data)
+    torch.testing.assert_close(score_jacobian(fn, x, 0.3, chunk_size=3), score_jacobian(fn, x, 0.3))
+
+
+def test_probe_is_exact_for_linear_score(problem):
+    man, _, x = problem
+    fn = scores.make_linear_score(man.F)
+    t = 0.05
+    J = scores.linear_score_jacobian(man.F, t)
+    probe = score_jacobian(fn, x, t, method="probe", seed=3).numpy()
+    np.testing.assert_allclose(probe, np.broadcast_to(J, probe.shape), atol=1e-10)
+    sv = probe_singular_values(fn, x, t)
+    exact = np.sort(t / (np.linalg.eigvalsh(man.covariance) + t))[::-1]
+    np.testing.assert_allclose(sv.numpy(), np.broadcast_to(exact / exact[0], sv.shape), atol=1e-10)
+
+
+def test_one_sided_probe_drops_the_score_direction(problem):
+    man, _, x = problem
+    sv = probe_singular_values(scores.make_linear_score(man.F), x, 0.05, symmetric=False)
+    assert sv.shape == (4, 9)
+    assert torch.all(sv <= 1 + 1e-12) and torch.allclose(sv[:, 0], torch.ones(4, dtype=sv.dtype))
+
+
+def test_random_orthogonal_is_orthogonal():
+    Q = random_orthogonal(7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(Q @ Q.T, torch.eye(7, dtype=Q.dtype))
+
+
+def test_single_point_and_per_point_times(problem):
+    _, data, x = problem
+    fn = scores.make_empirical_score(data)
+    one = score_jacobian(fn, x[0], 0.3)
+    assert one.shape == (10, 10)
+    times = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    per_point = score_jacobian(fn, x, times)
+    torch.testing.assert_close(per_point[2], score_jacobian(fn, x[2], 0.3))
+
+
+def test_bad_input(problem):
+    _, data, x = problem
+    fn = scores.make_empirical_score(data)
+    with pytest.raises(ValueError, match="method"):
+        score_jacobian(fn, x, 0.1, method="magic")
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        score_jacobian(fn, x.numpy(), 0.1)
+    with pytest.raises(ValueError, match="t must"):
+        score_jacobian(fn, x, -0.1)
+    with pytest.raises(ValueError, match="x holds NaN"):
+        score_jacobian(fn, x * np.nan, 0.1)
+    with pytest.raises(TypeError, match="unknown options"):
+        score_jacobian(fn, x, 0.1, method="central", symmetric=False)
+    with pytest.raises(ValueError, match="directions"):
+        score_jacobian(fn, x, 0.1, method="probe", directions=torch.eye(3))
+    with pytest.raises(ValueError, match="mode"):
+        score_jacobian(fn, x, 0.1, mode="sideways")

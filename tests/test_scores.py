@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import torch
+
+from diffnb import scores
+from diffnb.data import LinearManifold
+from diffnb.jacobian import score_jacobian
+
+
+@pytest.fixture(scope="module")
+def setup():
+    man = LinearManifold(d=12, block_dims=(3, 2), scales=(1.0, 0.3), seed=0)
+    data = man.sample(300, seed=1)
+    x = man.sample(6, seed=2) + 0.2 * np.random.default_rng(3).standard_normal((6, 12))
+    return man, data, x
+
+
+def _reference_weights(x, data, t):
+    d2 = ((x[:, None, :] - data[None]) ** 2).sum(-1)
+    logits = -d2 / (2 * t)
+    logits -= logits.max(axis=1, keepdims=True)
+    w = np.exp(logits)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("t", [3.0, 0.05, 1e-4])
+def test_weights_and_score_match_reference(setup, t):
+    _, data, x = setup
+    w = scores.posterior_weights(x, data, t)
+    np.testing.assert_allclose(w, _reference_weights(x, data, t), atol=1e-12)
+    s = scores.empirical_score(x, data, t)
+    np.testing.assert_allclose(s, (w @ data - x) / t, rtol=1e-10, atol=1e-10)
+
+
+def test_no_nan_at_extreme_noise(setup):
+    _, data, x = setup
+    for t in (1e-12, 1e12):
+        assert np.all(np.isfinite(scores.empirical_score(x, data, t)))
+        assert np.all(np.isfinite(scores.empirical_jacobian_eigvals(x, data, t)))
+        assert np.all(np.isfinite(scores.participation_ratio(x, data, t)))
+    np.testing.assert_allclose(scores.participation_ratio(x, data, 1e12), len(data), rtol=1e-6)
+    np.testing.assert_allclose(scores.participation_ratio(x, data, 1e-12), 1.0)
+
+
+def test_score_matches_autograd_of_log_density(setup):
+    _, data, x = setup
+    t = 0.3
+    X = torch.from_numpy(x).requires_grad_(True)
+    Y = torch.from_numpy(data)
+    log_p = torch.logsumexp(-((X[:, None] - Y[None]) ** 2).sum(-1) / (2 * t), dim=1).sum()
+    (grad,) = torch.autograd.grad(log_p, X)
+    np.testing.assert_allclose(scores.empirical_score(x, data, t), grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("t", [5.0, 0.1, 2e-3])
+def test_closed_form_jacobian_equals_autograd(setup, t):
+    _, data, x = setup
+    closed = scores.empirical_score_jacobian(x, data, t)
+    auto = score_jacobian(scores.make_empirical_score(data), torch.from_numpy(x), t).numpy()
+    rel = np.linalg.norm(closed - auto, axis=(1, 2)) / np.linalg.norm(auto, axis=(1, 2))
+    assert rel.max() < 1e-10
+    np.testing.assert_allclose(closed, np.swapaxes(closed, 1, 2))
+
+
+@pytest.mark.parametrize("t", [10.0, 0.1, 1e-3])
+def test_fast_eigenvalues_equal_dense(setup, t):
+    _, data, x = setup
+    fast = scores.empirical_jacobian_eigvals(x, data, t)
+    dense = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, data, t))
+    np.testing.assert_allclose(fast, dense, rtol=1e-9, atol=1e-9 * np.abs(dense).max())
+    assert np.all(np.diff(fast, axis=1) >= -1e-12)
+    normalized = scores.empirical_jacobian_eigvals(x, data, t, normalized=True)
+    np.testing.assert_allclose(normalized, fast * t, rtol=1e-12, atol=1e-12)
+
+
+def test_gram_path_used_when_few_points(setup):
+    man, _, x = setup
+    few = man.sample(5, seed=9)  # P < d: Gram matrix path
+    fast = scores.empirical_jacobian_eigvals(x, few, 0.5, weight_tol=0)
+    dense = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, few, 0.5))
+    np.testing.assert_allclose(fast, dense, atol=1e-10)
+
+
+def test_weighted_covariance_definition(setup):
+    _, data, x = setup
+    t = 0.2
+    w = scores.posterior_weights(x[0], data, t)
+    mean = w @ data
+    expected = (w[:, None] * (data - mean)).T @ (data - mean)
+    np.testing.assert_allclose(scores.posterior_covariance(x[0], data, t), expected, atol=1e-12)
+
+
+def test_tensor_in_tensor_out(setup):
+    _, data, x = setup
+    out = scores.empirical_score(torch.from_numpy(x), torch.from_numpy(data), 0.1)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
+    single = scores.empirical_score(x[0], data, 0.1)
+    assert single.shape == (12,)
+    per_point = scores.empirical_score(x, data, np.full(6, 0.1))
+    np.testing.assert_allclose(per_point, scores.empirical_score(x, data, 0.1))
+
+
+def test_linear_score_and_jacobian(setup):
+    man, _, x = setup
+    C = man.covariance
+    for t in (2.0, 1e-3):
+        np.testing.assert_allclose(scores.linear_score(x, man.F, t), -np.linalg.solve(C + t * np.eye(12), x.T).T)
+        J = scores.linear_score_jacobian(man.F, t)
+        lam = np.linalg.eigvalsh(C)
+        np.testing.assert_allclose(np.linalg.eigvalsh(J), np.sort(-1 / (lam + t)), rtol=1e-10)
+        auto = score_jacobian(scores.make_linear_score(man.F), torch.from_numpy(x), t).numpy()
+        np.testing.assert_allclose(auto, np.broadcast_to(J, auto.shape), rtol=1e-10, atol=1e-12)
+
+
+def test_linear_score_is_empirical_limit():
+    # Many samples of a Gaussian: the empirical score at large t approaches the Gaussian score.
+    man = LinearManifold(d=3, block_dims=(2,), scales=(1.0,), seed=0)
+    data = man.sample(200_000, seed=1)
+    x = np.array([[0.3, -0.2, 0.1]])
+    np.testing.assert_allclose(scores.empirical_score(x, data, 4.0), scores.linear_score(x, man.F, 4.0), atol=5e-3)
+
+
+@pytest.mark.parametrize("t", [0.0, -1.0, np.nan, np.inf])
+def test_bad_time(setup, t):
+    _, data, x = setup
+    with pytest.raises(ValueError, match="t must"):
+        scores.empirical_score(x, data, t)
+    with pytest.raises(ValueError, match="t must"):
+        scores.linear_score_jacobian(setup[0].F, t)
+
+
+def test_bad_time_shape(setup):
+    _, data, x = setup
+    with pytest.raises(ValueError, match="one per point"):
+        scores.empirical_score(x, data, np.ones(4))
+
+
+def test_bad_shapes_and_values(setup):
+    _, data, x = setup
+    with pytest.raises(ValueError, match="features"):
+        scores.empirical_score(x[:, :5], data, 1.0)
+    with pytest.raises(ValueError, match="data must have shape"):
+        scores.empirical_score(x, data[0], 1.0)
+    with pytest.raises(ValueError, match="data is empty"):
+        scores.empirical_score(x, data[:0], 1.0)
+    bad = data.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="data holds NaN"):
+        scores.empirical_score(x, bad, 1.0)
+    with pytest.raises(ValueError, match="x holds NaN"):
+        scores.empirical_score(np.full_like(x, np.inf), data, 1.0)
+    with pytest.raises(ValueError, match="x must have shape"):
+        scores.empirical_score(x[None], data, 1.0)
+    with pytest.raises(TypeError, match="numbers"):
+        scores.empirical_score(np.array(["a"] * 12), data, 1.0)
+    with pytest.raises(ValueError, match="weight_tol"):
+        scores.empirical_jacobian_eigvals(x, data, 1.0, weight_tol=-1)
+
+
+def test_mixed_dtypes_and_devices(setup):
+    _, data, x = setup
+    with pytest.raises(TypeError, match="dtype"):
+        scores.empirical_score(torch.from_numpy(x).float(), torch.from_numpy(data), 1.0)
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines only
+        with pytest.raises(ValueError, match="device"):
+            scores.empirical_score(torch.from_numpy(x).cuda(), torch.from_numpy(data), 1.0)
