@@ -64,7 +64,9 @@ def check_times(t: ArrayLike, n: int, *, like: torch.Tensor, name: str = "t") ->
     if times.ndim == 0:
         times = times.expand(n)
     elif times.shape != (n,):
-        raise ValueError(f"{name} must be a scalar or have shape ({n},), one per point; got {tuple(times.shape)}")
+        raise ValueError(
+            f"{name} must be a scalar or have shape ({n},), one per point; got {tuple(times.shape)}"
+        )
     if not bool(torch.isfinite(times).all()) or not bool((times > 0).all()):
         raise ValueError(f"{name} must be positive and finite (a noise variance), got {times.tolist()[:5]}")
     return times

@@ -19,7 +19,7 @@ matrix of probed scores, which is what the papers decompose.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.func import jacfwd, jacrev, vmap
@@ -45,13 +45,22 @@ def _directions(d: int, directions, like: torch.Tensor, seed: int | None) -> tor
         return random_orthogonal(d, generator=gen, dtype=like.dtype).to(like.device)
     if isinstance(directions, torch.Tensor):
         if directions.shape != (d, d):
-            raise ValueError(f"directions must be a ({d}, {d}) orthogonal matrix, got {tuple(directions.shape)}")
+            raise ValueError(
+                f"directions must be a ({d}, {d}) orthogonal matrix, got {tuple(directions.shape)}"
+            )
         return directions.to(dtype=like.dtype, device=like.device)
     raise ValueError(f"directions must be 'identity', 'random' or a (d, d) tensor, got {directions!r}")
 
 
-def _autograd(score_fn: ScoreFn, X: torch.Tensor, times: torch.Tensor, *, batch_size: int = 64,
-              chunk_size: int | None = None, mode: str = "rev") -> torch.Tensor:
+def _autograd(
+    score_fn: ScoreFn,
+    X: torch.Tensor,
+    times: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    chunk_size: int | None = None,
+    mode: str = "rev",
+) -> torch.Tensor:
     if mode not in ("rev", "fwd"):
         raise ValueError(f"mode must be 'rev' or 'fwd', got {mode!r}")
 
@@ -60,19 +69,32 @@ def _autograd(score_fn: ScoreFn, X: torch.Tensor, times: torch.Tensor, *, batch_
 
     jac = jacrev(single, argnums=0, chunk_size=chunk_size) if mode == "rev" else jacfwd(single, argnums=0)
     batched = vmap(jac)
-    out = [batched(X[i : i + batch_size], times[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)]
+    out = [
+        batched(X[i : i + batch_size], times[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)
+    ]
     return torch.cat(out)
 
 
-def _probe_rows(score_fn: ScoreFn, X: torch.Tensor, times: torch.Tensor, Q: torch.Tensor, h: torch.Tensor,
-                symmetric: bool, batch_size: int) -> torch.Tensor:
+def _probe_rows(
+    score_fn: ScoreFn,
+    X: torch.Tensor,
+    times: torch.Tensor,
+    Q: torch.Tensor,
+    h: torch.Tensor,
+    symmetric: bool,
+    batch_size: int,
+) -> torch.Tensor:
     """For each point, the matrix whose k-th column estimates J q_k; shape (n, d, d)."""
     n, d = X.shape
     out = torch.empty(n, d, d, dtype=X.dtype, device=X.device)
     per_call = max(1, batch_size // (2 * d if symmetric else d))
     with torch.no_grad():
         for start in range(0, n, per_call):
-            xs, ts, hs = X[start : start + per_call], times[start : start + per_call], h[start : start + per_call]
+            xs, ts, hs = (
+                X[start : start + per_call],
+                times[start : start + per_call],
+                h[start : start + per_call],
+            )
             k = xs.shape[0]
             step = hs[:, None, None] * Q.T[None]  # (k, d directions, d features)
             plus = (xs[:, None, :] + step).reshape(-1, d)
@@ -139,7 +161,9 @@ def score_jacobian(
         allowed = {"symmetric", "scale", "directions", "seed", "batch_size"}
     unknown = set(options) - allowed
     if unknown:
-        raise TypeError(f"unknown options for method={method!r}: {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise TypeError(
+            f"unknown options for method={method!r}: {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
 
     if method == "autograd":
         J = _autograd(score_fn, X, times, **options)

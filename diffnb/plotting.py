@@ -95,7 +95,11 @@ def spectrum_heatmap(
     spectra = np.sort(np.asarray(spectra, dtype=float), axis=1)
     order = np.argsort(times)
     mesh = ax.pcolormesh(
-        times[order], np.arange(1, spectra.shape[1] + 1), spectra[order].T, cmap=cmap, shading="nearest",
+        times[order],
+        np.arange(1, spectra.shape[1] + 1),
+        spectra[order].T,
+        cmap=cmap,
+        shading="nearest",
         **imshow_kwargs,
     )
     ax.set_xscale("log")

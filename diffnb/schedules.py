@@ -9,8 +9,8 @@ to DDPM-trained image models on one time axis.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,7 +26,9 @@ def _positive_finite(value: ArrayLike, name: str) -> np.ndarray:
 
 
 def _check_alpha_bar(alpha_bar: ArrayLike) -> None:
-    values = alpha_bar.detach().cpu().numpy() if isinstance(alpha_bar, torch.Tensor) else np.asarray(alpha_bar)
+    values = (
+        alpha_bar.detach().cpu().numpy() if isinstance(alpha_bar, torch.Tensor) else np.asarray(alpha_bar)
+    )
     if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values > 1):
         raise ValueError(f"alpha_bar must lie in (0, 1], got {alpha_bar}")
 
@@ -61,7 +63,8 @@ def ve_score_from_vp(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     r"""Turn a VP score ``s_vp(x_vp, alpha_bar)`` into the VE score ``s(x, t)`` of the same model.
 
-    With :math:`x_{vp} = \sqrt{\bar\alpha}\,x` one has :math:`s(x, t) = \sqrt{\bar\alpha}\,s_{vp}(\sqrt{\bar\alpha}\,x)`,
+    With :math:`x_{vp} = \sqrt{\bar\alpha}\,x` one has
+    :math:`s(x, t) = \sqrt{\bar\alpha}\,s_{vp}(\sqrt{\bar\alpha}\,x)`,
     so the VE Jacobian is :math:`\bar\alpha` times the VP Jacobian.
     """
 
@@ -76,7 +79,7 @@ def ve_score_from_vp(
 
 @dataclass(frozen=True)
 class VESchedule:
-    r"""Geometric variance-exploding schedule :math:`\sigma(u) = \sigma_{min}(\sigma_{max}/\sigma_{min})^u`, ``u`` in [0, 1].
+    r"""Geometric variance-exploding schedule, :math:`\sigma(u) = \sigma_{min}(\sigma_{max}/\sigma_{min})^u` on [0, 1].
 
     The defaults are those of the memorization paper's code (``sigma_min=0.01``, ``sigma_max=50``), so the VE
     variance ``t = sigma(u)**2`` runs from 1e-4 to 2500.

@@ -17,7 +17,7 @@ returned as NumPy) or tensors (kept on their device and dtype).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -62,7 +62,9 @@ def _log_weights(X: torch.Tensor, Y: torch.Tensor, times: torch.Tensor) -> torch
     return out
 
 
-def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+def _score_from_data(
+    X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor
+) -> torch.Tensor:
     """The empirical score with no checks or chunking, so that torch.func transforms can trace it."""
     w = torch.softmax((X @ Y.T - 0.5 * y_sq) / times[..., None], dim=-1)
     return (w @ Y - X) / times[..., None]
