@@ -62,9 +62,7 @@ def _log_weights(X: torch.Tensor, Y: torch.Tensor, times: torch.Tensor) -> torch
     return out
 
 
-def _score_from_data(
-    X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor
-) -> torch.Tensor:
+def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     """The empirical score with no checks or chunking, so that torch.func transforms can trace it."""
     w = torch.softmax((X @ Y.T - 0.5 * y_sq) / times[..., None], dim=-1)
     return (w @ Y - X) / times[..., None]
@@ -166,9 +164,7 @@ def posterior_covariance(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol
     return to_output(cov[0] if single else cov, as_numpy)
 
 
-def empirical_score_jacobian(
-    x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0
-) -> ArrayLike:
+def empirical_score_jacobian(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0) -> ArrayLike:
     """Closed-form Jacobian of the empirical score, :math:`J = (-I + \\mathrm{Cov}_w/t)/t`.
 
     Parameters as in :func:`posterior_covariance`. Returns ``(d, d)`` or ``(n, d, d)``; it is symmetric.
@@ -257,25 +253,27 @@ def linear_score(x: ArrayLike, F: ArrayLike, t: ArrayLike) -> ArrayLike:
     check_same_kind(C, X, "F", "x")
     X, single = check_points(X, C.shape[0])
     times = check_times(t, X.shape[0], like=X)
-    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
-    systems = C[None] + times[:, None, None] * eye
-    s = -torch.linalg.solve(systems, X[..., None])[..., 0]
+    s = _linear_score_from_covariance(C)(X, times)
     return to_output(s[0] if single else s, as_numpy)
 
 
 def make_linear_score(F: ArrayLike) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """:func:`linear_score` of a fixed ``F`` as a function ``score_fn(x, t)`` for :mod:`diffnb.jacobian`.
 
-    ``F`` is checked once; the returned function works under :func:`torch.func.vmap` and
-    :func:`torch.func.jacrev`.
+    ``F`` is checked and ``FF^T`` diagonalised once, so each call costs two ``d x d`` products per point;
+    the returned function works under :func:`torch.func.vmap` and :func:`torch.func.jacrev`.
     """
-    C = _linear_covariance(F)
-    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+    return _linear_score_from_covariance(_linear_covariance(F))
+
+
+def _linear_score_from_covariance(C: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    lam, U = torch.linalg.eigh(C)
+    lam = lam.clamp_min(0)
 
     def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=C.dtype, device=C.device)
+        t = torch.as_tensor(t, dtype=lam.dtype, device=lam.device)
         t = t if t.ndim else t.expand(x.shape[0])
-        return -torch.linalg.solve(C + t[:, None, None] * eye, x[..., None])[..., 0]
+        return -((x @ U) / (lam + t[..., None])) @ U.T
 
     return score_fn
 
