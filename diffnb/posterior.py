@@ -1,0 +1,437 @@
+r"""Posterior-based diagnostics of memorization for the empirical score.
+
+The empirical score of training points :math:`\{y_\mu\}` at a test point ``x`` and noise variance ``t`` is
+fixed by the posterior weights :math:`w_\mu(x)` (:func:`diffnb.scores.posterior_weights`). Everything the
+book measures about memorization is a statistic of those weights:
+
+* the **participation ratio** :math:`1/\sum_\mu w_\mu^2`, the effective number of active training points;
+* the **posterior covariance** :math:`\mathrm{Cov}_w`, whose eigenvalues give the spectrum of the
+  normalised Jacobian, :math:`tJ = \mathrm{Cov}_w/t - I` (:func:`empirical_spectrum`: normal directions
+  at exactly 1, visible tangent directions below);
+* the **per-block order parameter** (:func:`block_order_parameter`): the posterior-weighted variance of the
+  training points along the directions of a block, divided by the posterior variance the *population*
+  would give, :math:`t s_i^2/(t + s_i^2)` for a Gaussian direction of variance :math:`s_i^2`. It is near 1
+  while the empirical score generalises along that block and falls to 0 when the block is frozen (the
+  weights sit on training points that agree along it).
+
+:func:`sweep` computes all three on a grid of noise levels for a batch of test points that move with the
+noise, ``x = base + sqrt(t) * noise`` (common random numbers, so curves over ``t`` are smooth); the base
+points are the origin, training points or fresh samples. :func:`official_probe_spectrum` reproduces the
+memorization paper's empirical-score simulation (axis-aligned central differences across a step
+:math:`\sqrt t`, absolute values taken element-wise, as in its official code) through
+:mod:`diffnb.jacobian`.
+
+Computations run in float64 torch on the CPU and return NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffnb.jacobian import score_jacobian
+from diffnb.scores import make_empirical_score
+
+__all__ = [
+    "gaussian_posterior_variance",
+    "noised_points",
+    "block_order_parameter",
+    "empirical_spectrum",
+    "sweep",
+    "official_probe_spectrum",
+]
+
+_CHUNK = 2**22  # elements of the (points x data) weight arrays held at once
+_MAX_PRODUCTS = 2**24  # largest (P x d(d+1)/2) table of products y_a y_b kept in memory (128 MB)
+_WEIGHT_TOL = 1e-30  # training points whose weight is below this at every point of a chunk are skipped
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _data(data: Any) -> torch.Tensor:
+    Y = torch.as_tensor(np.array(data, dtype=np.float64)) if not isinstance(data, torch.Tensor) else data
+    Y = Y.to(torch.float64).cpu()
+    if Y.ndim != 2 or Y.shape[0] < 1:
+        raise ValueError(f"data must have shape (P, d) with P >= 1, got {tuple(Y.shape)}")
+    if not bool(torch.isfinite(Y).all()):
+        raise ValueError("data holds NaN or infinite values")
+    return Y
+
+
+def _points(x: Any, d: int, name: str = "x") -> torch.Tensor:
+    X = torch.as_tensor(np.array(x, dtype=np.float64)) if not isinstance(x, torch.Tensor) else x
+    X = X.to(torch.float64).cpu()
+    if X.ndim == 1:
+        X = X[None]
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ValueError(f"{name} must have shape (n, {d}) to match the data, got {tuple(X.shape)}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return X
+
+
+def _times(t: Any, name: str = "t") -> np.ndarray:
+    tt = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    if tt.ndim != 1 or tt.size == 0 or not np.all(np.isfinite(tt)) or np.any(tt <= 0):
+        raise ValueError(f"{name} must be positive finite noise variances (scalar or 1-D), got {tt.tolist()[:6]}")
+    return tt
+
+
+def _blocks(blocks: Sequence[Any], d: int) -> list[np.ndarray]:
+    if isinstance(blocks, (slice, np.ndarray)) or not isinstance(blocks, Sequence) or len(blocks) == 0:
+        raise ValueError("blocks must be a non-empty list of slices or index arrays, one per block")
+    out = []
+    for k, block in enumerate(blocks):
+        idx = np.arange(d)[block] if isinstance(block, slice) else np.asarray(block, dtype=int).ravel()
+        if idx.size == 0 or np.any(idx < 0) or np.any(idx >= d):
+            raise ValueError(f"blocks[{k}] must select at least one of the {d} directions, got {block!r}")
+        out.append(idx)
+    return out
+
+
+def _basis(basis: Any, d: int) -> torch.Tensor | None:
+    if basis is None:
+        return None
+    B = torch.as_tensor(np.array(basis, dtype=np.float64))
+    if B.shape != (d, d):
+        raise ValueError(f"basis must be a ({d}, {d}) orthogonal matrix (directions as columns), got {tuple(B.shape)}")
+    if not torch.allclose(B.T @ B, torch.eye(d, dtype=B.dtype), atol=1e-8):
+        raise ValueError("basis must have orthonormal columns")
+    return B
+
+
+def _variances(variances: Any, d: int) -> np.ndarray:
+    v = np.asarray(variances, dtype=np.float64)
+    if v.shape != (d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"variances must be {d} positive numbers, one per direction, got shape {v.shape}")
+    return v
+
+
+def gaussian_posterior_variance(t: Any, variances: Any) -> np.ndarray:
+    """Posterior variance of a Gaussian direction of variance ``s2`` observed with noise ``t``: ``t s2/(t+s2)``.
+
+    Parameters
+    ----------
+    t
+        Noise variance, positive, scalar or array.
+    variances
+        Population variance of each direction, shape ``(d,)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``t.shape + (d,)``.
+    """
+    tt = np.asarray(t, dtype=np.float64)
+    if not np.all(np.isfinite(tt)) or np.any(tt <= 0):
+        raise ValueError(f"t must be positive and finite, got {np.ravel(tt)[:6].tolist()}")
+    v = np.asarray(variances, dtype=np.float64)
+    if v.ndim != 1 or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError("variances must be a 1-D array of positive numbers")
+    tt = tt[..., None]
+    return tt * v / (tt + v)
+
+
+def noised_points(base: Any, noise: Any, t: float) -> np.ndarray:
+    """Test points ``base + sqrt(t) * noise`` (shapes ``(n, d)``; ``base`` may be ``(d,)``, e.g. the origin)."""
+    tt = _times(t)
+    if tt.size != 1:
+        raise ValueError("t must be a single noise variance")
+    return np.asarray(base, dtype=np.float64) + np.sqrt(tt[0]) * np.asarray(noise, dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------- one noise level
+
+
+def _level(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    y_sq: torch.Tensor,
+    t: float,
+    *,
+    Yb: torch.Tensor | None,
+    second: tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]] | None,
+) -> dict[str, torch.Tensor | None]:
+    """Weights' statistics at one noise level for points X (n, d).
+
+    ``second`` holds the upper-triangle products ``y_a y_b`` of the data and their index pairs; the
+    posterior covariance is then one matrix product, ``W @ (y y^T) - m m^T`` (float64: the cancellation
+    costs about 1e-16 absolute, negligible against ``t``).
+    """
+    n, d = X.shape
+    P = Y.shape[0]
+    out: dict[str, torch.Tensor | None] = {
+        "pr": torch.empty(n, dtype=X.dtype),
+        "var": torch.empty(n, d, dtype=X.dtype) if Yb is not None else None,
+        "eig": torch.empty(n, d, dtype=X.dtype) if second is not None else None,
+    }
+    step = max(1, _CHUNK // max(1, P * 4))
+    for start in range(0, n, step):
+        xs = X[start : start + step]
+        k = xs.shape[0]
+        W = torch.softmax((xs @ Y.T - 0.5 * y_sq) / t, dim=-1)
+        out["pr"][start : start + k] = 1.0 / (W * W).sum(-1)
+        if Yb is not None:
+            mb = W @ Yb
+            out["var"][start : start + k] = (W @ (Yb * Yb) - mb * mb).clamp_min(0.0)
+        if second is not None:
+            products, (rows, cols) = second
+            keep = (W > _WEIGHT_TOL).any(dim=0)
+            Yk = Y
+            if int(keep.sum()) < P // 2:  # small t: most training points carry no weight at all
+                W, Yk = W[:, keep], Y[keep]
+                products = products[keep] if products is not None else None
+            m = W @ Yk
+            M2 = torch.empty(k, d, d, dtype=X.dtype)
+            if products is not None:
+                flat = W @ products
+            else:  # products too large to hold: form them chunk by chunk
+                flat = torch.zeros(k, rows.shape[0], dtype=X.dtype)
+                rows_per = max(1, _CHUNK // rows.shape[0])
+                for p0 in range(0, Yk.shape[0], rows_per):
+                    Yc = Yk[p0 : p0 + rows_per]
+                    flat += W[:, p0 : p0 + rows_per] @ (Yc[:, rows] * Yc[:, cols])
+            M2[:, rows, cols] = flat
+            M2[:, cols, rows] = flat
+            cov = M2 - m[:, :, None] * m[:, None, :]
+            out["eig"][start : start + k] = torch.linalg.eigvalsh(cov).clamp_min(0.0)
+    return out
+
+
+def _order_from_var(var: np.ndarray, t: float, v_basis: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
+    ratio = var / gaussian_posterior_variance(t, v_basis)
+    return np.stack([ratio[..., idx].mean(-1) for idx in blocks], axis=-1)
+
+
+def _spectrum_from_eig(eig: np.ndarray, t: float) -> np.ndarray:
+    return np.sort(np.clip(1.0 - eig / t, 0.0, 1.0), axis=-1)
+
+
+# ------------------------------------------------------------------------------------------ public API
+
+
+def block_order_parameter(
+    x: Any,
+    data: Any,
+    t: float,
+    variances: Any,
+    blocks: Sequence[Any],
+    *,
+    basis: Any = None,
+) -> np.ndarray:
+    """Posterior-weighted variance along each block over the Gaussian population posterior variance.
+
+    For block :math:`B` and directions :math:`u_i` (columns of ``basis``, or the coordinate axes),
+
+    .. math:: r_B(x, t) = \\frac{1}{|B|}\\sum_{i \\in B} \\frac{\\mathrm{Var}_w(u_i\\cdot y)}{t s_i^2/(t+s_i^2)},
+              \\qquad \\mathrm{Var}_w(u\\cdot y) = \\sum_\\mu w_\\mu (u\\cdot y_\\mu)^2
+              - \\Big(\\sum_\\mu w_\\mu\\, u\\cdot y_\\mu\\Big)^2.
+
+    ``r_B`` is about 1 while the empirical score generalises along the block and tends to 0 when the
+    weights freeze on training points that agree along it. For non-Gaussian data (e.g. data projected to
+    the sphere) the population posterior differs from the Gaussian one, so the generalising value of
+    ``r_B`` differs from 1: compare with a large-``P`` reference.
+
+    Parameters
+    ----------
+    x
+        Test points, shape ``(n, d)`` or ``(d,)``.
+    data
+        Training points, shape ``(P, d)``.
+    t
+        Noise variance (a single positive number).
+    variances
+        Population variance ``s_i^2`` of every direction (in the ``basis``), shape ``(d,)``.
+    blocks
+        One slice or index array per block, selecting directions.
+    basis
+        Orthonormal directions as the columns of a ``(d, d)`` matrix (e.g. eigenvectors of the data
+        covariance for a randomly embedded manifold); the coordinate axes by default.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, n_blocks)``.
+    """
+    res = sweep(
+        data,
+        x,
+        np.zeros_like(np.asarray(x, dtype=np.float64)),
+        [t],
+        variances=variances,
+        blocks=blocks,
+        basis=basis,
+        spectra=False,
+    )
+    return res["order"][0]
+
+
+def empirical_spectrum(x: Any, data: Any, t: float) -> np.ndarray:
+    """The normalised spectrum of the empirical-score Jacobian, ``1 - c_i/t`` clipped to ``[0, 1]``, ascending.
+
+    ``t J = Cov_w / t - I`` (second-order Tweedie), with eigenvalues ``c_i/t - 1`` for the eigenvalues ``c_i``
+    of the posterior covariance. Normal directions (``c_i = 0``) sit at exactly 1, generalising tangent
+    directions at ``t/(s_i^2 + t)``, and a direction frozen by memorization (``c_i -> 0``) rejoins 1. Where
+    the posterior spreads over several distant training points, ``c_i`` can exceed ``t`` (a positive
+    eigenvalue of ``J``: ``x`` sits between training points); such directions are clipped to 0, i.e. counted
+    as fully visible. Dividing by the largest singular value instead, as one does for networks, would let
+    one such direction rescale the whole spectrum; with the exact Jacobian the normal value is known to be 1,
+    so no division is needed. (For ``c_i <= t`` the values are the singular values of ``t J``.)
+
+    Parameters
+    ----------
+    x
+        Test points, shape ``(n, d)`` or ``(d,)``.
+    data
+        Training points, shape ``(P, d)``.
+    t
+        Noise variance (a single positive number).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, d)``.
+    """
+    res = sweep(data, x, np.zeros_like(np.asarray(x, dtype=np.float64)), [t], order=False)
+    return res["spectra"][0]
+
+
+def sweep(
+    data: Any,
+    base: Any,
+    noise: Any,
+    times: Any,
+    *,
+    variances: Any = None,
+    blocks: Sequence[Any] | None = None,
+    basis: Any = None,
+    spectra: bool = True,
+    order: bool = True,
+) -> dict[str, np.ndarray]:
+    """Memorization statistics of the empirical score over a grid of noise levels.
+
+    At every noise level ``t`` the test points are ``x = base + sqrt(t) * noise``; the same ``noise`` is
+    used at every level, so the curves over ``t`` are smooth.
+
+    Parameters
+    ----------
+    data
+        Training points, shape ``(P, d)``.
+    base
+        Base points, shape ``(n, d)``, or ``(d,)`` (e.g. the origin) broadcast against ``noise``.
+    noise
+        Standard normal draws, shape ``(n, d)``.
+    times
+        Noise variances, shape ``(n_times,)``.
+    variances, blocks, basis
+        As in :func:`block_order_parameter`; needed when ``order`` is true.
+    spectra
+        Compute the normalised Jacobian spectra (needs a ``d x d`` eigen-decomposition per point).
+    order
+        Compute the per-block order parameter.
+
+    Returns
+    -------
+    dict
+        ``"times"`` ``(n_times,)``; ``"participation"`` ``(n_times, n)``; ``"order"``
+        ``(n_times, n, n_blocks)`` when ``order``; when ``spectra``, ``"spectra"`` ``(n_times, n, d)`` as
+        returned by :func:`empirical_spectrum` and ``"eigenvalues"`` ``(n_times, n, d)``, the eigenvalues of
+        ``t J`` in ascending order.
+    """
+    Y = _data(data)
+    P, d = Y.shape
+    xi = _points(noise, d, "noise")
+    b = _points(np.broadcast_to(np.asarray(base, dtype=np.float64), xi.shape), d, "base")
+    tt = _times(times, "times")
+    Yb = None
+    if order:
+        if variances is None or blocks is None:
+            raise ValueError("order=True needs variances and blocks")
+        v = _variances(variances, d)
+        idx = _blocks(blocks, d)
+        B = _basis(basis, d)
+        Yb = Y @ B if B is not None else Y
+    y_sq = (Y * Y).sum(-1)
+    second = None
+    if spectra:
+        rows, cols = torch.triu_indices(d, d)
+        products = Y[:, rows] * Y[:, cols] if P * rows.shape[0] <= _MAX_PRODUCTS else None
+        second = (products, (rows, cols))
+    result: dict[str, np.ndarray] = {"times": tt, "participation": np.empty((tt.size, xi.shape[0]))}
+    if order:
+        result["order"] = np.empty((tt.size, xi.shape[0], len(idx)))
+    if spectra:
+        result["spectra"] = np.empty((tt.size, xi.shape[0], d))
+        result["eigenvalues"] = np.empty((tt.size, xi.shape[0], d))
+    for k, t in enumerate(tt):
+        X = b + float(np.sqrt(t)) * xi
+        level = _level(X, Y, y_sq, float(t), Yb=Yb, second=second)
+        result["participation"][k] = level["pr"].numpy()
+        if order:
+            result["order"][k] = _order_from_var(level["var"].numpy(), float(t), v, idx)
+        if spectra:
+            eig = level["eig"].numpy()
+            result["spectra"][k] = _spectrum_from_eig(eig, float(t))
+            result["eigenvalues"][k] = eig / float(t) - 1.0
+    return result
+
+
+def official_probe_spectrum(
+    x: Any,
+    data: Any,
+    t: float,
+    *,
+    absolute: bool = True,
+    directions: Any = "identity",
+    seed: int | None = None,
+) -> np.ndarray:
+    """The memorization paper's empirical-score simulation at points ``x`` (its official code), descending.
+
+    The official code moves the point by :math:`\\pm\\sqrt t/2` along each coordinate axis, takes the
+    difference of the empirical scores over :math:`\\sqrt t` (a central difference across a step as large as
+    the noise, i.e. a *secant* of the score, not its derivative), replaces every entry by its absolute value
+    (``(a - b) / (sqrt(t) * sign(a - b))``) and returns the singular values. The paper's figure then drops
+    the 6 largest and divides by the largest remaining one (:func:`diffnb.spectra.normalize_spectrum`).
+
+    Parameters
+    ----------
+    x
+        Points, shape ``(n, d)`` or ``(d,)`` (the official code uses the origin).
+    data
+        Training points, shape ``(P, d)``.
+    t
+        Noise variance.
+    absolute
+        Take absolute values element-wise, as the official code does (its ``sign`` quirk).
+    directions
+        ``"identity"`` (the official axes), ``"random"`` (a Haar orthogonal matrix) or a ``(d, d)`` tensor.
+    seed
+        Seed of the random directions.
+
+    Returns
+    -------
+    numpy.ndarray
+        Raw singular values (not normalised), shape ``(n, d)``, in descending order.
+    """
+    Y = _data(data)
+    X = _points(x, Y.shape[1])
+    tt = _times(t)
+    if tt.size != 1:
+        raise ValueError("t must be a single noise variance")
+    J = score_jacobian(
+        make_empirical_score(Y),
+        X,
+        float(tt[0]),
+        method="probe",
+        scale=0.5,
+        symmetric=True,
+        directions=directions,
+        seed=seed,
+    )
+    if absolute:
+        J = J.abs()
+    return torch.linalg.svdvals(J).numpy()

@@ -1,0 +1,28 @@
+"""The phase-diagram figure helper: cells centred on the (log-spaced) grid, and shape checks."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from diffnb.plotting import _log_edges, phase_diagram  # noqa: E402
+
+
+def test_log_edges_are_geometric_midpoints():
+    np.testing.assert_allclose(_log_edges(np.array([1.0, 100.0])), [0.1, 10.0, 1000.0])
+    np.testing.assert_allclose(_log_edges(np.array([10.0])), [10 * np.exp(-0.5), 10 * np.exp(0.5)])
+
+
+def test_phase_diagram_draws_one_cell_per_value():
+    fig, ax = plt.subplots()
+    mesh = phase_diagram(ax, np.logspace(-3, 0, 4), [10, 100, 1000], np.arange(12).reshape(3, 4), vmin=0, vmax=11)
+    assert mesh.get_array().size == 12
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="values must have shape"):
+        phase_diagram(ax, np.logspace(-3, 0, 4), [10, 100], np.zeros((3, 4)))
+    plt.close(fig)

@@ -1,0 +1,234 @@
+"""Tests of diffnb.spectra on exact spectra of linear manifolds, where the dimension is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffnb.data.linear import LinearManifold
+from diffnb.scores import linear_score_jacobian
+from diffnb.spectra import (
+    DIMENSION_METHODS,
+    cliff_dimensions,
+    crossing_time,
+    dimension_over_time,
+    estimate_dimension,
+    normalize_spectrum,
+)
+
+
+def exact_singular_values(variances, t):
+    """Singular values of t J for the exact score of a Gaussian manifold with these covariance eigenvalues."""
+    variances = np.asarray(variances, dtype=float)
+    t = np.asarray(t, dtype=float)[..., None]
+    return t / (variances + t)
+
+
+def axis_spectrum(m_high=2, m_low=5, d=30, high=1.0, low=0.09, t=0.05):
+    variances = np.r_[np.full(m_high, high), np.full(m_low, low), np.zeros(d - m_high - m_low)]
+    return exact_singular_values(variances, t)
+
+
+# ---------------------------------------------------------------------------------- normalisation
+
+
+def test_normalize_spectrum_sorts_and_divides_by_largest():
+    out = normalize_spectrum([2.0, 4.0, 1.0])
+    np.testing.assert_allclose(out, [0.25, 0.5, 1.0])
+    np.testing.assert_allclose(normalize_spectrum([2.0, 4.0, 1.0], descending=True), [1.0, 0.5, 0.25])
+
+
+def test_normalize_spectrum_drop_largest_as_the_papers_plot():
+    values = np.array([[100.0, 50.0, 10.0, 10.0, 1.0], [3.0, 3.0, 3.0, 3.0, 3.0]])
+    out = normalize_spectrum(values, drop_largest=2)
+    np.testing.assert_allclose(out, [[0.1, 1.0, 1.0], [1.0, 1.0, 1.0]])
+
+
+def test_normalize_spectrum_accepts_tensors_and_batches():
+    values = torch.rand(4, 3, 6, dtype=torch.float64) + 0.1
+    out = normalize_spectrum(values)
+    assert isinstance(out, np.ndarray) and out.shape == (4, 3, 6)
+    np.testing.assert_allclose(out[..., -1], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "kwargs", "match"),
+    [
+        ([1.0, -0.5], {}, "non-negative"),
+        ([0.0, 0.0], {}, "all zero"),
+        ([1.0, np.nan], {}, "NaN"),
+        ([1.0, 2.0], {"drop_largest": 2}, "drop_largest"),
+        ([1.0, 2.0], {"drop_largest": -1}, "drop_largest"),
+        (3.0, {}, "scalar"),
+        (np.zeros((2, 0)), {}, "empty"),
+    ],
+)
+def test_normalize_spectrum_bad_input(values, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        normalize_spectrum(values, **kwargs)
+
+
+# ------------------------------------------------------------------------- dimension: exact spectra
+
+
+@pytest.mark.parametrize("method", DIMENSION_METHODS)
+def test_dimension_of_a_single_block_linear_manifold(method):
+    # d=100, m=40 random embedding at small t: the manifold gap separates 40 tangent values from 60 normal ones
+    manifold = LinearManifold(d=100, block_dims=(40,), scales=(1.0,), seed=0)
+    t = 1e-3
+    sv = np.abs(np.linalg.eigvalsh(t * linear_score_jacobian(manifold.F, t)))
+    assert estimate_dimension(sv, method) == 40
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "shuffled"])
+def test_dimension_is_independent_of_the_order_of_values(order):
+    sv = axis_spectrum()
+    if order == "descending":
+        sv = sv[::-1]
+    elif order == "shuffled":
+        sv = np.random.default_rng(0).permutation(sv)
+    assert estimate_dimension(sv, "threshold") == 7
+    assert estimate_dimension(sv, "cliff") == 7
+
+
+def test_largest_gap_finds_the_most_prominent_gap():
+    # at t=0.05 the gap below the normal bulk (0.36 -> 1) is the largest: 7 tangent values
+    assert estimate_dimension(axis_spectrum(t=0.05), "largest_gap") == 7
+    # at t=0.3 the gap between the two tangent blocks is larger than the one to the bulk: 2
+    sv = axis_spectrum(t=0.3)
+    assert estimate_dimension(sv, "largest_gap") == 2
+    assert estimate_dimension(sv, "threshold", delta=0.05) == 7
+
+
+def test_two_variance_random_manifold_dimension_over_time():
+    manifold = LinearManifold(d=100, block_dims=(20, 20), scales=(1.0, 0.3), seed=1)
+    lam = np.clip(np.linalg.eigvalsh(manifold.covariance), 0, None)
+    times = np.logspace(-3, 2, 11)
+    spectra = exact_singular_values(lam, times)
+    dims = dimension_over_time(spectra, "threshold", delta=0.1)
+    assert dims.shape == (11,)
+    assert dims[0] == 40  # small t: all 40 tangent directions
+    assert dims[-1] == 0  # large t: the trivial phase, everything looks normal
+    assert np.all(np.diff(dims) <= 0)  # directions only disappear as t grows
+
+
+def test_flat_spectrum_has_dimension_zero():
+    flat = np.ones(30)
+    for method in DIMENSION_METHODS:
+        assert estimate_dimension(flat, method) == 0
+    nearly = 1 - 1e-3 * np.random.default_rng(0).random(30)
+    assert estimate_dimension(nearly, "largest_gap") == 0
+    assert estimate_dimension(nearly, "threshold") == 0
+
+
+def test_threshold_counts_values_below_one_minus_delta():
+    assert estimate_dimension([0.1, 0.85, 0.95, 1.0], "threshold", delta=0.1) == 2
+    assert estimate_dimension([0.1, 0.85, 0.95, 1.0], "threshold", delta=0.01) == 3
+    assert estimate_dimension([10.0, 9.5, 1.0], "threshold", delta=0.1) == 1  # normalised first
+
+
+def test_drop_largest_option():
+    # frozen directions jump above the bulk (as in the theory panel); dropping them recovers the count
+    values = np.r_[50.0, 50.0, np.ones(20), 0.2 * np.ones(5)]
+    assert estimate_dimension(values, "threshold", drop_largest=2) == 5
+    assert estimate_dimension(values, "largest_gap", drop_largest=2) == 5
+
+
+# ----------------------------------------------------------------------------------------- cliff
+
+
+def test_cliff_reduce_options_on_a_sharp_step():
+    sv = axis_spectrum(m_high=0, m_low=7, low=1.0, t=0.01)  # 23 values at 1, 7 at ~0.01
+    assert estimate_dimension(sv, "cliff") == 7
+    # the official pooling also counts the top corner of the step (dimension 8) and averages: 7.5 -> 8
+    assert estimate_dimension(sv, "cliff", reduce="mean") == 8
+    pooled = cliff_dimensions(sv)
+    np.testing.assert_array_equal(np.sort(pooled), [7, 8])
+
+
+def test_cliff_official_pooling_with_d_bar_and_global_median():
+    rng = np.random.default_rng(3)
+    # smooth decaying spectra with a cliff after 60 of 100 values (d_bar drops the top 10)
+    base = np.r_[np.linspace(10, 8, 60), np.linspace(1.0, 0.5, 40)]
+    spectra = base + 0.001 * rng.standard_normal((5, 100))
+    dims = cliff_dimensions(spectra, c=10.0, d_bar=10)
+    assert dims.size >= 5 and set(np.unique(dims)) <= {40, 41}
+    assert estimate_dimension(spectra[0], "cliff", d_bar=10) == 40
+
+
+def test_cliff_no_spike_and_too_short():
+    assert cliff_dimensions(np.ones((3, 10))).size == 0
+    with pytest.raises(ValueError, match="d_bar"):
+        cliff_dimensions(np.ones(5), d_bar=3)
+    with pytest.raises(ValueError, match="cliff estimator needs"):
+        estimate_dimension(np.ones(4), "cliff", d_bar=2)
+
+
+# ---------------------------------------------------------------------------- options and bad input
+
+
+def test_unknown_method_and_options():
+    with pytest.raises(ValueError, match="method must be one of"):
+        estimate_dimension([1.0, 0.1], "elbow")
+    with pytest.raises(TypeError, match="unknown options"):
+        estimate_dimension([1.0, 0.1], "threshold", min_gap=0.1)
+    with pytest.raises(ValueError, match="delta"):
+        estimate_dimension([1.0, 0.1], "threshold", delta=1.5)
+    with pytest.raises(ValueError, match="min_gap"):
+        estimate_dimension([1.0, 0.1], "largest_gap", min_gap=-0.1)
+    with pytest.raises(ValueError, match="reduce"):
+        estimate_dimension(np.ones(5), "cliff", reduce="median")
+    with pytest.raises(ValueError, match="c must"):
+        estimate_dimension(np.ones(5), "cliff", c=0)
+
+
+def test_estimate_dimension_wants_one_spectrum():
+    with pytest.raises(ValueError, match="one spectrum"):
+        estimate_dimension(np.ones((2, 3)))
+
+
+def test_dimension_over_time_leading_axes_and_torch():
+    spectra = np.stack([axis_spectrum(t=t) for t in (1e-3, 0.05)])  # (2 times, 30)
+    batch = np.stack([spectra, spectra[::-1]])  # (2, 2, 30)
+    dims = dimension_over_time(torch.as_tensor(batch), "threshold")
+    np.testing.assert_array_equal(dims, [[7, 7], [7, 7]])
+    assert dims.dtype.kind == "i"
+    cliff = dimension_over_time(batch, "cliff")
+    assert cliff.shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------------ crossing_time
+
+
+def test_crossing_time_log_interpolation():
+    times = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    curve = np.array([0.0, 0.25, 0.75, 1.0])
+    # between 1e-2 (0.25) and 1e-1 (0.75): half way in log t
+    assert float(crossing_time(times, curve)) == pytest.approx(10**-1.5)
+    # any order of times
+    assert float(crossing_time(times[::-1], curve[::-1])) == pytest.approx(10**-1.5)
+
+
+def test_crossing_time_first_crossing_from_large_noise_and_nan_cases():
+    times = np.logspace(-3, 0, 4)
+    curves = np.array(
+        [
+            [0.0, 0.9, 0.2, 1.0],  # dips below at 1e-1 first (from large t)
+            [0.9, 0.9, 0.9, 0.9],  # never crosses
+            [0.1, 0.1, 0.1, 0.1],  # starts below
+        ]
+    )
+    out = crossing_time(times, curves, level=0.5)
+    assert out.shape == (3,)
+    assert 1e-1 < out[0] < 1.0
+    assert np.isnan(out[1]) and np.isnan(out[2])
+
+
+def test_crossing_time_bad_input():
+    with pytest.raises(ValueError, match="times"):
+        crossing_time([0.1, -1.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="times"):
+        crossing_time([0.1], [1.0])
+    with pytest.raises(ValueError, match="curve"):
+        crossing_time([0.1, 1.0], [1.0, 0.0, 0.5])
