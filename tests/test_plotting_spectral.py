@@ -1,0 +1,37 @@
+"""Smoke tests of the spectral figure helpers in diffnb.plotting."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from diffnb import plotting  # noqa: E402
+
+
+def test_spectrum_bands_draws_one_band_per_bulk_and_the_atom():
+    fig, ax = plt.subplots()
+    times = np.geomspace(1e-3, 1e2, 50)
+    plotting.spectrum_bands(ax, times, [(0.02, 0.16), (0.33, 2.1)], labels=["low", "high"])
+    assert len(ax.collections) == 2 and len(ax.lines) == 1
+    assert ax.get_xscale() == "log"
+    assert ax.get_legend_handles_labels()[1] == ["low", "high", "normal directions (atom)"]
+    band = ax.collections[1].get_paths()[0].vertices[:, 1]  # mu = -t / (lambda + t)
+    assert np.all((band >= -1.0) & (band < 0.0))
+    plt.close(fig)
+
+
+def test_shade_phases_bands_and_phase_diagram():
+    fig, (ax1, ax2) = plt.subplots(1, 2)
+    ax1.plot([1e-3, 1e2], [0, 1])
+    plotting.shade_phases(ax1, 19.0, 0.002)
+    assert ax1.get_xscale() == "log" and ax1.get_xlim()[0] > 0
+    assert {t.get_text() for t in ax1.texts} == {"trivial", "coverage", "consolidation"}
+    x = np.geomspace(1e-3, 1, 20)
+    plotting.shade_phases(ax2, np.full(20, 19.0), 0.02 * x, x=x)
+    assert ax2.get_yscale() == "log" and ax2.get_ylim()[0] > 0
+    assert sorted(ax2.get_legend_handles_labels()[1]) == ["consolidation", "coverage", "trivial"]
+    plt.close(fig)
