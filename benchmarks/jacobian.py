@@ -14,6 +14,7 @@ a dense float64 ``eigvalsh`` of the closed-form matrix. Run: ``python benchmarks
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -43,7 +44,9 @@ def jacobian_eigvals(fn, X: torch.Tensor, t: float, **options) -> np.ndarray:
 
 
 def main() -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # One thread by default: on a shared 2-core machine two OpenMP threads per process oversubscribe the
+    # cores and distort every ratio; BENCH_THREADS=2 measures with both cores on a quiet machine.
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, {N_POINTS} points each\n")
     header = (
         f"{'d':>4} {'P':>6} {'posterior':>12} {'active':>7} | "
@@ -64,9 +67,7 @@ def main() -> None:
             scale = np.abs(reference).max(axis=1, keepdims=True)
             t_closed, ev_closed = timed(scores.empirical_jacobian_eigvals, x, data, t, repeats=2)
             t_probe, ev_probe = timed(jacobian_eigvals, fn, X, t, method="probe")
-            t_jacrev, ev_jacrev = timed(
-                jacobian_eigvals, fn, X, t, method="autograd", batch_size=1, chunk_size=256
-            )
+            t_jacrev, ev_jacrev = timed(jacobian_eigvals, fn, X, t, method="autograd", batch_size=1, chunk_size=256)
             errors = [np.max(np.abs(ev - reference) / scale) for ev in (ev_closed, ev_probe, ev_jacrev)]
             print(
                 f"{d:>4} {P:>6} {name:>12} {active:>7.1f} | "

@@ -49,9 +49,26 @@ def _prepare(x: ArrayLike, data: ArrayLike, t: ArrayLike):
     return X, Y, times, single, as_numpy
 
 
+def _squared_norms(Y: torch.Tensor) -> torch.Tensor:
+    """Row-wise squared norms, without the (P, d) temporary of ``(Y * Y).sum(-1)``."""
+    return torch.einsum("ij,ij->i", Y, Y)
+
+
+def _covariance_eigvals(A: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of ``A^T A`` (ascending), with a symmetric rank-k update on the CPU (half a matrix product)."""
+    if A.device.type == "cpu" and A.dtype in (torch.float64, torch.float32):
+        from scipy.linalg import blas
+
+        syrk = blas.dsyrk if A.dtype == torch.float64 else blas.ssyrk
+        # A^T is Fortran-ordered when A is C-ordered, so BLAS reads it in place; trans=0 gives A^T A
+        upper = syrk(1.0, A.numpy().T, trans=0, lower=0)
+        return torch.linalg.eigvalsh(torch.from_numpy(upper), UPLO="U")
+    return torch.linalg.eigvalsh(A.T @ A)
+
+
 def _log_weights(X: torch.Tensor, Y: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     """Log posterior weights, shape (n, P), by a stable log-softmax of -|x - y|^2 / (2t)."""
-    y_sq = (Y * Y).sum(-1)
+    y_sq = _squared_norms(Y)
     out = torch.empty(X.shape[0], Y.shape[0], dtype=X.dtype, device=X.device)
     step = max(1, _CHUNK_ELEMENTS // max(1, Y.shape[0]))
     for start in range(0, X.shape[0], step):
@@ -79,7 +96,7 @@ def make_empirical_score(data: ArrayLike) -> Callable[[torch.Tensor, torch.Tenso
     if Y.ndim != 2:
         raise ValueError(f"data must have shape (P, d), got {tuple(Y.shape)}")
     check_finite(Y, "data")
-    y_sq = (Y * Y).sum(-1)
+    y_sq = _squared_norms(Y)
 
     def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=Y.dtype, device=Y.device)
@@ -218,7 +235,7 @@ def empirical_jacobian_eigvals(
             lam = torch.linalg.eigvalsh(A @ A.T).clamp_min(0)
             lam = torch.cat([lam.new_zeros(d - k), lam])
         else:
-            lam = torch.linalg.eigvalsh(A.T @ A).clamp_min(0)
+            lam = _covariance_eigvals(A).clamp_min(0)
         out[i] = lam / times[i] - 1.0
     if not normalized:
         out = out / times[:, None]
