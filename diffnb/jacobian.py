@@ -20,6 +20,7 @@ matrix of probed scores, which is what the papers decompose.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.func import jacfwd, jacrev, vmap
@@ -45,9 +46,7 @@ def _directions(d: int, directions, like: torch.Tensor, seed: int | None) -> tor
         return random_orthogonal(d, generator=gen, dtype=like.dtype).to(like.device)
     if isinstance(directions, torch.Tensor):
         if directions.shape != (d, d):
-            raise ValueError(
-                f"directions must be a ({d}, {d}) orthogonal matrix, got {tuple(directions.shape)}"
-            )
+            raise ValueError(f"directions must be a ({d}, {d}) orthogonal matrix, got {tuple(directions.shape)}")
         return directions.to(dtype=like.dtype, device=like.device)
     raise ValueError(f"directions must be 'identity', 'random' or a (d, d) tensor, got {directions!r}")
 
@@ -69,9 +68,7 @@ def _autograd(
 
     jac = jacrev(single, argnums=0, chunk_size=chunk_size) if mode == "rev" else jacfwd(single, argnums=0)
     batched = vmap(jac)
-    out = [
-        batched(X[i : i + batch_size], times[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)
-    ]
+    out = [batched(X[i : i + batch_size], times[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)]
     return torch.cat(out)
 
 
@@ -161,9 +158,7 @@ def score_jacobian(
         allowed = {"symmetric", "scale", "directions", "seed", "batch_size"}
     unknown = set(options) - allowed
     if unknown:
-        raise TypeError(
-            f"unknown options for method={method!r}: {sorted(unknown)}; allowed: {sorted(allowed)}"
-        )
+        raise TypeError(f"unknown options for method={method!r}: {sorted(unknown)}; allowed: {sorted(allowed)}")
 
     if method == "autograd":
         J = _autograd(score_fn, X, times, **options)
@@ -215,3 +210,390 @@ def probe_singular_values(
     if normalize:
         sv = sv / sv[..., :1]
     return sv
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Matrix-free spectra: Jacobian-vector products, Lanczos bidiagonalisation, the papers' image probe
+# ------------------------------------------------------------------------------------------------------------
+#
+# For an image model the d x d Jacobian is expensive to form (d up to 12288), but products with it are as
+# cheap as a forward or a backward pass. ``score_fn`` is assumed to treat the rows of a batch independently
+# (true of every network in the package: GroupNorm and LayerNorm act per sample), so one product on a batch of
+# points gives every point its own product.
+
+
+def _check_batch(x: torch.Tensor, name: str = "x") -> tuple[torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (n, d), got {type(x).__name__}")
+    single = x.ndim == 1
+    X = x[None] if single else x
+    if X.ndim != 2:
+        raise ValueError(f"{name} must have shape (d,) or (n, d), got {tuple(x.shape)}")
+    check_finite(X, name)
+    return X, single
+
+
+def _expand_vectors(X: torch.Tensor, V: torch.Tensor, name: str) -> tuple[torch.Tensor, int | None]:
+    """Vectors ``(n, d)`` or ``(n, k, d)``; returns them as ``(n * k, d)`` and ``k`` (None for one per point)."""
+    n, d = X.shape
+    if not isinstance(V, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (n, d) or (n, k, d), got {type(V).__name__}")
+    if V.ndim == 2 and V.shape == (n, d):
+        return V.to(X), None
+    if V.ndim == 3 and V.shape[0] == n and V.shape[2] == d:
+        return V.to(X).reshape(-1, d), V.shape[1]
+    raise ValueError(
+        f"{name} must have shape ({n}, {d}) or ({n}, k, {d}) for x of shape {tuple(X.shape)}, got {tuple(V.shape)}"
+    )
+
+
+def jacobian_vector_product(
+    score_fn: ScoreFn, x: torch.Tensor, t: float | torch.Tensor, v: torch.Tensor, *, batch_size: int = 4096
+) -> torch.Tensor:
+    """``J(x_i, t_i) v_i`` at every point, by forward-mode differentiation (:func:`torch.func.jvp`).
+
+    Parameters
+    ----------
+    score_fn
+        ``score_fn(x, t)`` on a batch ``(n, d)`` with ``t`` of shape ``(n,)``; rows must not interact.
+    x
+        Points, shape ``(n, d)`` or ``(d,)``.
+    t
+        VE noise variance, a scalar or one per point.
+    v
+        Tangent vectors: ``(n, d)`` (one per point) or ``(n, k, d)`` (``k`` per point).
+    batch_size
+        Rows per call of ``score_fn`` when ``k`` vectors per point are expanded.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``v``.
+    """
+    X, single = _check_batch(x)
+    times = check_times(t, X.shape[0], like=X)
+    V, k = _expand_vectors(X, v[None] if single else v, "v")
+    Xr, Tr = (X, times) if k is None else (X.repeat_interleave(k, 0), times.repeat_interleave(k))
+    out = []
+    for start in range(0, Xr.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        ts = Tr[sl]
+        out.append(torch.func.jvp(lambda z, ts=ts: score_fn(z, ts), (Xr[sl],), (V[sl],))[1])
+    result = torch.cat(out)
+    result = result if k is None else result.reshape(X.shape[0], k, -1)
+    return result[0] if single else result
+
+
+def vector_jacobian_product(
+    score_fn: ScoreFn, x: torch.Tensor, t: float | torch.Tensor, u: torch.Tensor, *, batch_size: int = 4096
+) -> torch.Tensor:
+    """``J(x_i, t_i)^T u_i`` at every point, by reverse-mode differentiation (:func:`torch.func.vjp`).
+
+    Arguments as in :func:`jacobian_vector_product`, with cotangents ``u`` in place of ``v``.
+    """
+    X, single = _check_batch(x)
+    times = check_times(t, X.shape[0], like=X)
+    U, k = _expand_vectors(X, u[None] if single else u, "u")
+    Xr, Tr = (X, times) if k is None else (X.repeat_interleave(k, 0), times.repeat_interleave(k))
+    out = []
+    for start in range(0, Xr.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        ts = Tr[sl]
+        _, pullback = torch.func.vjp(lambda z, ts=ts: score_fn(z, ts), Xr[sl])
+        out.append(pullback(U[sl])[0])
+    result = torch.cat(out)
+    result = result if k is None else result.reshape(X.shape[0], k, -1)
+    return result[0] if single else result
+
+
+@dataclass
+class LanczosResult:
+    """Output of :func:`lanczos_singular_values`.
+
+    Parameters
+    ----------
+    values
+        Ritz approximations of singular values of ``J``, shape ``(n, k)``, descending within each row.
+    residuals
+        A posteriori bounds ``|J^T u - sigma v|`` for each value (small means converged), shape ``(n, k)``.
+    n_iter
+        Number of bidiagonalisation steps taken (each costs one JVP and one VJP on the batch).
+    """
+
+    values: torch.Tensor
+    residuals: torch.Tensor
+    n_iter: int
+
+
+def _orthogonalize(w: torch.Tensor, basis: torch.Tensor, passes: int = 2) -> torch.Tensor:
+    """Remove from ``w`` (n, d) its components along the orthonormal rows of ``basis`` (n, j, d), twice."""
+    if basis.shape[1] == 0:
+        return w
+    for _ in range(passes):
+        w = w - torch.einsum("njd,nj->nd", basis, torch.einsum("njd,nd->nj", basis, w))
+    return w
+
+
+def _normalize_or_restart(
+    w: torch.Tensor, basis: torch.Tensor, scale: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Norms of ``w`` and the unit vectors; a breakdown (norm ~ 0) restarts with a random orthogonal vector."""
+    norm = w.norm(dim=1)
+    tiny = norm <= 1e3 * torch.finfo(w.dtype).eps * scale.clamp_min(torch.finfo(w.dtype).tiny)
+    if bool(tiny.any()):
+        fresh = torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+        fresh = _orthogonalize(fresh, basis)
+        w = torch.where(tiny[:, None], fresh, w)
+        norm = torch.where(tiny, torch.zeros_like(norm), norm)
+        unit = w / w.norm(dim=1, keepdim=True)
+    else:
+        unit = w / norm[:, None]
+    return norm, unit
+
+
+def lanczos_singular_values(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    t: float | torch.Tensor,
+    k: int = 10,
+    *,
+    which: str = "largest",
+    n_iter: int | None = None,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+) -> LanczosResult:
+    r"""Extreme singular values of the score Jacobian without forming it (Golub–Kahan–Lanczos).
+
+    The bidiagonalisation :math:`J V_m = U_m B_m` builds orthonormal bases of the Krylov spaces of
+    :math:`J^\top J` and :math:`JJ^\top` from one JVP and one VJP per step; the singular values of the small
+    bidiagonal :math:`B_m` approximate those of :math:`J`, the extreme ones first. This is Lanczos on
+    :math:`J^\top J` carried out on :math:`J` itself (better conditioned than squaring it). Both bases are
+    fully re-orthogonalised, so the values are reliable; each has an a-posteriori residual bound. With
+    ``n_iter = d`` the whole spectrum is exact up to rounding.
+
+    Parameters
+    ----------
+    score_fn, x, t
+        As in :func:`score_jacobian`; ``x`` of shape ``(n, d)`` — all points are run together, one product
+        per step for the whole batch.
+    k
+        Number of singular values returned per point.
+    which
+        ``"largest"`` (the normal directions at small noise) or ``"smallest"`` (the tangent directions;
+        converge more slowly, raise ``n_iter``).
+    n_iter
+        Bidiagonalisation steps ``m`` (``k <= m <= d``); default ``min(d, 2 k + 30)``.
+    seed
+        Seed of the random start vector.
+    dtype
+        Precision of the Lanczos vectors (default: that of ``x``).
+
+    Returns
+    -------
+    LanczosResult
+        ``values`` and ``residuals`` of shape ``(n, k)`` (``(k,)`` for one point), descending.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` or ``n_iter`` is out of range, or ``which`` is unknown.
+    """
+    X, single = _check_batch(x)
+    n, d = X.shape
+    times = check_times(t, n, like=X)
+    if which not in ("largest", "smallest"):
+        raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
+    if not isinstance(k, int) or not 1 <= k <= d:
+        raise ValueError(f"k must be an integer in [1, d={d}], got {k!r}")
+    m = min(d, 2 * k + 30) if n_iter is None else n_iter
+    if not isinstance(m, int) or not k <= m <= d:
+        raise ValueError(f"n_iter must be an integer in [k={k}, d={d}], got {n_iter!r}")
+    work = dtype or X.dtype
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def F(z: torch.Tensor) -> torch.Tensor:
+        return score_fn(z, times)
+
+    _, pullback = torch.func.vjp(F, X)
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(F, (X,), (v.to(X.dtype),))[1].to(work)
+
+    def rmatvec(u: torch.Tensor) -> torch.Tensor:
+        return pullback(u.to(X.dtype))[0].to(work)
+
+    V = torch.zeros(n, m + 1, d, dtype=work, device=X.device)
+    U = torch.zeros(n, m, d, dtype=work, device=X.device)
+    alphas = torch.zeros(n, m, dtype=work, device=X.device)
+    betas = torch.zeros(n, m, dtype=work, device=X.device)
+    start = torch.randn(n, d, generator=gen, dtype=work).to(X.device)
+    V[:, 0] = start / start.norm(dim=1, keepdim=True)
+    scale = torch.zeros(n, dtype=work, device=X.device)
+    for j in range(m):
+        p = matvec(V[:, j])
+        if j > 0:
+            p = p - betas[:, j - 1, None] * U[:, j - 1]
+        p = _orthogonalize(p, U[:, :j])
+        scale = torch.maximum(scale, p.norm(dim=1))
+        alphas[:, j], U[:, j] = _normalize_or_restart(p, U[:, :j], scale, gen)
+        w = rmatvec(U[:, j]) - alphas[:, j, None] * V[:, j]
+        w = _orthogonalize(w, V[:, : j + 1])
+        scale = torch.maximum(scale, w.norm(dim=1))
+        if j + 1 < d:
+            betas[:, j], V[:, j + 1] = _normalize_or_restart(w, V[:, : j + 1], scale, gen)
+        else:
+            betas[:, j] = w.norm(dim=1)
+    B = torch.diag_embed(alphas) + torch.diag_embed(betas[:, :-1], offset=1)
+    P, theta, _ = torch.linalg.svd(B)  # descending
+    resid = betas[:, -1, None].abs() * P[:, -1, :].abs()  # |e_m^T p_i| * beta_m
+    sl = slice(0, k) if which == "largest" else slice(m - k, m)
+    values, residuals = theta[:, sl], resid[:, sl]
+    if single:
+        values, residuals = values[0], residuals[0]
+    return LanczosResult(values=values, residuals=residuals, n_iter=m)
+
+
+PROBE_NOISES = ("orthogonal", "channel_orthogonal", "gaussian")
+
+
+def probe_directions(
+    d: int,
+    n_directions: int,
+    noise: str = "orthogonal",
+    *,
+    image_shape: tuple[int, int, int] | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Perturbation directions of the papers' probe estimator, shape ``(n_directions, d)``.
+
+    ``"orthogonal"``
+        Rows of independent Haar orthogonal ``d x d`` matrices, ``ceil(n_directions / d)`` of them stacked:
+        unit vectors, and with ``n_directions = k d`` the stack satisfies :math:`N^\\top N = k I` exactly.
+    ``"channel_orthogonal"``
+        The memorization paper's image code (digest §2.3): for every direction and channel an independent
+        ``h x h`` orthogonal matrix reshaped to the image, so each row has norm :math:`\\sqrt{C h}`;
+        :math:`N^\\top N` is ``n_directions / h`` times the identity only on average.
+    ``"gaussian"``
+        I.i.d. standard normal entries (norm about :math:`\\sqrt d`; the code's ``"original"`` mode).
+
+    ``image_shape`` ``(C, H, W)`` with ``H == W`` and ``C * H * W == d`` is needed for
+    ``"channel_orthogonal"``.
+    """
+    if noise not in PROBE_NOISES:
+        raise ValueError(f"noise must be one of {PROBE_NOISES}, got {noise!r}")
+    if not isinstance(n_directions, int) or n_directions < 1:
+        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+    if noise == "gaussian":
+        return torch.randn(n_directions, d, generator=generator, dtype=dtype)
+    if noise == "orthogonal":
+        blocks = -(-n_directions // d)
+        return torch.cat([random_orthogonal(d, generator=generator, dtype=dtype) for _ in range(blocks)])[:n_directions]
+    if image_shape is None or len(image_shape) != 3:
+        raise ValueError("image_shape must be given as (C, H, W) for noise='channel_orthogonal'")
+    C, H, W = (int(s) for s in image_shape)
+    if H != W or C * H * W != d:
+        raise ValueError(f"image_shape must be (C, H, H) with C*H*H = d = {d}, got {tuple(image_shape)}")
+    G = torch.randn(n_directions * C, H, H, generator=generator, dtype=dtype)
+    Q, R = torch.linalg.qr(G)
+    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1))[:, None, :]
+    return Q.reshape(n_directions, d)
+
+
+def probe_spectrum(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    t: float | torch.Tensor,
+    *,
+    k_mult: int = 4,
+    symmetric: bool = True,
+    noise: str = "orthogonal",
+    image_shape: tuple[int, int, int] | None = None,
+    scale: float = 1.0,
+    drop_first: bool | None = None,
+    normalize: bool = True,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> torch.Tensor:
+    r"""Singular values of the papers' probe matrix for images, with ``K = k_mult * d`` perturbations.
+
+    At each point, ``K`` perturbed copies :math:`x \pm h\,n_k` with :math:`h = \text{scale}\,\sqrt t` are
+    scored and stacked into a ``K x d`` matrix, whose ``d`` singular values are returned:
+
+    * ``symmetric=True`` — rows :math:`(s(x + h n_k) - s(x - h n_k)) / 2h \approx J n_k` (the code's
+      ``"symmetrized"`` mode; the spectral-gaps paper's Algorithm 2);
+    * ``symmetric=False`` — rows :math:`s(x + h n_k)/h` (the ``"non-symmetrized"`` default of the
+      memorization paper's image code); the largest singular value carries the score at ``x`` and is
+      dropped by default.
+
+    For a linear score and ``noise="orthogonal"`` the symmetric probe is exact: the probe matrix is
+    :math:`N J^\top` with :math:`N^\top N = k_{mult} I`, so its normalised singular values are those of
+    ``J``. Other noises add a Marchenko–Pastur-like spread of ratio ``1 / k_mult``; a nonlinear score adds
+    the curvature over the step ``h``.
+
+    In VP coordinates the papers perturb :math:`\sqrt{\bar\alpha}\,x_0 \pm \sigma_t n`; in the book's VE
+    coordinates that is :math:`x_0 \pm \sqrt t\,n` with :math:`t = (1-\bar\alpha)/\bar\alpha` (``scale=1``).
+
+    Parameters
+    ----------
+    score_fn, x, t
+        As in :func:`score_jacobian` (``x`` flat, ``(n, d)``).
+    k_mult
+        Perturbations per dimension (4 in the papers' image experiments).
+    symmetric, noise, image_shape
+        See above and :func:`probe_directions`.
+    scale
+        Step over :math:`\sqrt t`.
+    drop_first
+        Drop the largest value (default: only for the one-sided probe).
+    normalize
+        Divide by the largest value kept.
+    seed
+        Seed of the directions (new directions for every point).
+    batch_size
+        Rows per call of ``score_fn``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(n, d)`` (or ``(n, d - 1)`` after dropping), descending.
+    """
+    X, single = _check_batch(x)
+    n, d = X.shape
+    times = check_times(t, n, like=X)
+    if not isinstance(k_mult, int) or k_mult < 1:
+        raise ValueError(f"k_mult must be a positive integer, got {k_mult!r}")
+    if not (isinstance(scale, (int, float)) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    K = k_mult * d
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    with torch.no_grad():
+        for i in range(n):
+            N = probe_directions(d, K, noise, image_shape=image_shape, generator=gen, dtype=X.dtype).to(X.device)
+            h = scale * times[i].sqrt()
+            rows = []
+            for start in range(0, K, batch_size):
+                Nb = N[start : start + batch_size]
+                tb = times[i].expand(Nb.shape[0])
+                plus = score_fn(X[i] + h * Nb, tb)
+                rows.append((plus - score_fn(X[i] - h * Nb, tb)) / (2 * h) if symmetric else plus / h)
+            out.append(torch.linalg.svdvals(torch.cat(rows)))
+    sv = torch.stack(out)
+    if drop_first if drop_first is not None else not symmetric:
+        sv = sv[:, 1:]
+    if normalize:
+        sv = sv / sv[:, :1]
+    return sv[0] if single else sv
+
+
+def jacobian_singular_values(
+    score_fn: ScoreFn, x: torch.Tensor, t: float | torch.Tensor, *, normalize: bool = True, **options
+) -> torch.Tensor:
+    """Singular values of the exact (autograd) Jacobian at every point, descending, shape ``(n, d)``.
+
+    ``normalize`` divides by the largest value (the book's convention for networks: normal directions near
+    1). ``options`` go to :func:`score_jacobian` with ``method="autograd"``.
+    """
+    sv = torch.linalg.svdvals(score_jacobian(score_fn, x, t, method="autograd", **options))
+    return sv / sv[..., :1] if normalize else sv

@@ -281,3 +281,268 @@ def shade_phases(
     ax.set_ylim(lo, hi)
     ax.set_ylabel("noise variance $t$")
     return ax
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Images (chapters 6 and 7)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def image_grid(
+    ax: plt.Axes,
+    images: np.ndarray,
+    *,
+    ncols: int | None = None,
+    shape: Sequence[int] | None = None,
+    pad: int = 1,
+    title: str | None = None,
+) -> plt.Axes:
+    """Tile images scaled to ``[-1, 1]`` into one picture (grey for one channel, colour for three).
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on (its ticks are removed).
+    images
+        Shape ``(n, C, H, W)``, or flat ``(n, d)`` together with ``shape = (C, H, W)``; NumPy or torch.
+    ncols
+        Images per row (default: about ``sqrt(n)``).
+    pad
+        Pixels of white between images.
+    """
+    arr = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    if arr.ndim == 2:
+        if shape is None or int(np.prod(shape)) != arr.shape[1]:
+            raise ValueError(f"flat images of shape {arr.shape} need shape=(C, H, W) with C*H*W = {arr.shape[1]}")
+        arr = arr.reshape(arr.shape[0], *shape)
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (n, C, H, W) with C = 1 or 3, got {arr.shape}")
+    n, C, H, W = arr.shape
+    ncols = int(np.ceil(np.sqrt(n))) if ncols is None else int(ncols)
+    nrows = int(np.ceil(n / ncols))
+    # white between images: 0 on the reversed grey map (ink dark), 1 in colour
+    canvas = np.full((nrows * (H + pad) + pad, ncols * (W + pad) + pad, C), 0.0 if C == 1 else 1.0)
+    pixels = np.clip((arr.transpose(0, 2, 3, 1) + 1) / 2, 0, 1)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        top, left = pad + r * (H + pad), pad + c * (W + pad)
+        canvas[top : top + H, left : left + W] = pixels[i]
+    shown = canvas[..., 0] if C == 1 else canvas
+    ax.imshow(shown, cmap="gray_r" if C == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def spectra_by_size(
+    ax: plt.Axes,
+    sizes: Sequence[float],
+    spectra: np.ndarray,
+    *,
+    cmap: str = "coolwarm",
+    band: bool = True,
+    colorbar: bool = True,
+) -> plt.Axes:
+    """Mean normalised spectrum per training-set size, descending, coloured from large (red) to small (blue).
+
+    Parameters
+    ----------
+    sizes
+        Training-set sizes, shape ``(n_sizes,)``.
+    spectra
+        Shape ``(n_sizes, n_images, d)``: normalised singular values per size and image, any order.
+    band
+        Shade one standard deviation over images.
+    """
+    spectra = np.asarray(spectra, dtype=float)
+    sizes = np.asarray(sizes, dtype=float)
+    if spectra.ndim != 3 or spectra.shape[0] != sizes.size:
+        raise ValueError(f"spectra must have shape (len(sizes), n_images, d), got {spectra.shape}")
+    desc = -np.sort(-spectra, axis=-1)
+    norm = mpl.colors.LogNorm(vmin=sizes.min(), vmax=sizes.max())
+    cm = mpl.colormaps[cmap]
+    ranks = np.arange(1, desc.shape[-1] + 1)
+    for size, rows in zip(sizes, desc, strict=True):
+        mean, std = rows.mean(axis=0), rows.std(axis=0)
+        ax.plot(ranks, mean, color=cm(norm(size)), lw=1.2)
+        if band:
+            ax.fill_between(ranks, mean - std, mean + std, color=cm(norm(size)), alpha=0.15, lw=0)
+    ax.set_xlabel("rank (descending)")
+    ax.set_ylabel("normalised singular value")
+    if colorbar:
+        ax.figure.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training images $P$")
+    return ax
+
+
+def dimension_against_size(
+    ax: plt.Axes,
+    sizes: Sequence[float],
+    dims: Sequence[Sequence[float]],
+    *,
+    label: str | None = None,
+    color: str | None = None,
+    invert: bool = True,
+    **errorbar_kwargs,
+) -> plt.Axes:
+    """Latent dimension against training-set size with one-standard-deviation error bars (the memorization
+    paper's Fig. 6b): log size axis, large sizes on the left when ``invert``.
+
+    Parameters
+    ----------
+    sizes
+        Shape ``(n_sizes,)``.
+    dims
+        One sequence of dimensions per size (over images and seeds); lengths may differ.
+    """
+    sizes = np.asarray(sizes, dtype=float)
+    if len(dims) != sizes.size:
+        raise ValueError(f"dims must hold one sequence per size ({sizes.size}), got {len(dims)}")
+    means = np.array([np.mean(v) for v in dims])
+    stds = np.array([np.std(v) for v in dims])
+    kwargs = {"marker": "o", "ms": 4, "capsize": 3, "lw": 1.2, **errorbar_kwargs}
+    ax.errorbar(sizes, means, yerr=stds, label=label, color=color, **kwargs)
+    ax.set_xscale("log")
+    if invert and not ax.xaxis_inverted():
+        ax.invert_xaxis()
+    ax.set_xlabel("training images $P$ (log scale)")
+    ax.set_ylabel("latent dimension")
+    return ax
+
+
+def spectrum_comparison(
+    ax: plt.Axes,
+    spectra: np.ndarray,
+    *,
+    theory: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+    n_show: int | None = None,
+    color: str | None = None,
+    theory_label: str = "theory",
+    reference_label: str = "exact score",
+    label: str = "network",
+) -> plt.Axes:
+    """Sorted normalised spectra of a network at several points against a theory curve (the spectral-gaps
+    paper's Fig. 4): one thin line per point, their median in bold, the theory and an exact reference dashed.
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on.
+    spectra
+        Shape ``(n_points, k)``; each row is sorted ascending before drawing.
+    theory, reference
+        Shape ``(k,)`` or shorter (drawn from rank 1), sorted ascending; optional.
+    n_show
+        Draw only the ``n_show`` smallest values (ranks ``1..n_show``).
+    """
+    spectra = np.sort(np.atleast_2d(np.asarray(spectra, dtype=float)), axis=1)
+    k = spectra.shape[1] if n_show is None else int(n_show)
+    ranks = np.arange(1, k + 1)
+    color = color or PALETTE["network"]
+    for row in spectra[:, :k]:
+        ax.plot(ranks, row, color=color, lw=0.6, alpha=0.35)
+    ax.plot(ranks, np.median(spectra[:, :k], axis=0), color=color, lw=2.0, label=label)
+    for curve, style, lab in ((reference, "--", reference_label), (theory, "-", theory_label)):
+        if curve is not None:
+            curve = np.sort(np.asarray(curve, dtype=float))[:k]
+            colour = PALETTE["theory"] if style == "--" else "#c0392b"
+            ax.plot(np.arange(1, curve.size + 1), curve, style, color=colour, lw=1.3, label=lab)
+    ax.set_xlabel("rank (ascending)")
+    ax.set_ylabel("normalised singular value")
+    return ax
+
+
+def dimension_curves(
+    ax: plt.Axes,
+    times: Sequence[float],
+    dims: np.ndarray,
+    *,
+    color: str | None = None,
+    label: str | None = None,
+    band: bool = True,
+    **plot_kwargs,
+) -> plt.Axes:
+    """Dimension read from spectra over noise level: the median over points as a step-like line, with the
+    range over points as a band.
+
+    Parameters
+    ----------
+    times
+        Noise levels, shape ``(n_times,)``.
+    dims
+        Shape ``(n_points, n_times)`` (or ``(n_times,)`` for one curve).
+    """
+    times = np.asarray(times, dtype=float)
+    dims = np.atleast_2d(np.asarray(dims, dtype=float))
+    if dims.shape[1] != times.size:
+        raise ValueError(f"dims must have shape (n_points, {times.size}), got {dims.shape}")
+    order = np.argsort(times)
+    times, dims = times[order], dims[:, order]
+    line = ax.plot(
+        times, np.median(dims, axis=0), drawstyle="steps-mid", color=color, label=label, **{"lw": 1.6, **plot_kwargs}
+    )
+    if band and dims.shape[0] > 1:
+        ax.fill_between(
+            times, dims.min(axis=0), dims.max(axis=0), step="mid", color=line[0].get_color(), alpha=0.2, lw=0
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("noise variance $t$")
+    ax.set_ylabel("dimension read")
+    return ax
+
+
+#: Colours of the phase labels of :func:`diffnb.spectra.classify_phases` (the phases, plus the collapse of a
+#: memorising score).
+PHASE_LABEL_COLORS = {**PHASE_COLORS, "collapsed": "#f5b7b1"}
+
+
+def phase_strip(
+    ax: plt.Axes,
+    times: Sequence[float],
+    labels: Sequence[str],
+    y: float = 0.0,
+    *,
+    height: float = 0.7,
+    edgecolor: str = "white",
+) -> plt.Axes:
+    """Draw measured phase labels over noise level as one horizontal strip of coloured cells (log ``t`` axis).
+
+    Each noise level gets a cell reaching halfway (in ``log t``) to its neighbours, coloured by
+    :data:`PHASE_LABEL_COLORS`. Several strips at different ``y`` put several scores on one time axis.
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on (the x axis becomes logarithmic).
+    times
+        Noise levels, shape ``(n_times,)``, positive, any order.
+    labels
+        One label per level, e.g. :attr:`diffnb.spectra.PhaseClassification.labels`.
+    y
+        Centre of the strip on the y axis.
+    height
+        Height of the strip.
+    edgecolor
+        Colour of the cell borders (``"none"`` for a continuous band).
+    """
+    times = np.asarray(times, dtype=float)
+    labels = np.asarray(labels)
+    if times.ndim != 1 or labels.shape != times.shape:
+        raise ValueError(f"labels must have one entry per noise level ({times.size}), got shape {labels.shape}")
+    if np.any(times <= 0):
+        raise ValueError("times must be positive noise levels")
+    unknown = set(labels.tolist()) - set(PHASE_LABEL_COLORS)
+    if unknown:
+        raise ValueError(f"labels must be among {sorted(PHASE_LABEL_COLORS)}, got {sorted(unknown)}")
+    order = np.argsort(times)
+    edges = _log_edges(times[order])
+    for lo, hi, label in zip(edges[:-1], edges[1:], labels[order], strict=True):
+        ax.fill_between(
+            [lo, hi], y - height / 2, y + height / 2, color=PHASE_LABEL_COLORS[label], lw=0.3, edgecolor=edgecolor
+        )
+    ax.set_xscale("log")
+    return ax

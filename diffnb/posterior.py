@@ -435,3 +435,45 @@ def official_probe_spectrum(
     if absolute:
         J = J.abs()
     return torch.linalg.svdvals(J).numpy()
+
+
+def mean_posterior_covariance(x: Any, data: Any, t: float) -> np.ndarray:
+    r"""Posterior covariance of the empirical score averaged over points, :math:`\langle\mathrm{Cov}_w\rangle`.
+
+    By the second-order Tweedie identity the average normalised Jacobian over the points is
+    :math:`\langle tJ\rangle = \langle\mathrm{Cov}_w\rangle/t - I`. Averaging first removes what single points
+    add on their own: where the weights sit on one training point plus a tiny share of a distant one, that
+    point's :math:`\mathrm{Cov}_w` has one large eigenvalue along the line between the two (a positive
+    eigenvalue of :math:`J`); these directions differ from point to point and average out. The average is
+    two matrix products, :math:`Y^\top \mathrm{diag}(\bar w) Y - \frac1n \sum_x \bar y_x \bar y_x^\top` with
+    :math:`\bar w` the weights averaged over the points and :math:`\bar y_x` the posterior means.
+
+    Parameters
+    ----------
+    x
+        Points, shape ``(n, d)`` (e.g. noised training points ``y + sqrt(t) xi``, the points the empirical
+        score's own generation visits).
+    data
+        Training points, shape ``(P, d)``.
+    t
+        Noise variance (one positive number).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(d, d)``, symmetric positive semi-definite (float64).
+    """
+    Y = _data(data)
+    X = _points(x, Y.shape[1])
+    tt = _times(t)
+    if tt.size != 1:
+        raise ValueError("t must be a single noise variance")
+    y_sq = (Y * Y).sum(-1)
+    W = torch.softmax((X @ Y.T - 0.5 * y_sq) / float(tt[0]), dim=-1)
+    means = W @ Y
+    second = Y.T @ (W.mean(0)[:, None] * Y)
+    cov = second - means.T @ means / X.shape[0]
+    return (0.5 * (cov + cov.T)).numpy()
+
+
+__all__ += ["mean_posterior_covariance"]

@@ -16,12 +16,15 @@ then one row per noise level. The functions here are vectorised over those axes:
 * :func:`dimension_over_time` — the same at every noise level (and every leading index) at once;
 * :func:`cliff_dimensions` — the official estimator's pooled output, as its code returns it;
 * :func:`crossing_time` — the noise level at which a curve over time first falls below a level.
+* :func:`classify_phases` — label every noise level trivial / coverage / consolidation at a resolution
+  ``delta`` (the definitions of :func:`diffnb.theory.spectral.phase_boundaries`) and measure the boundaries.
 
 NumPy arrays and torch tensors are accepted; results are NumPy (dimensions are integers).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -331,6 +334,7 @@ def score_spectra_over_time(
     *,
     method: str = "autograd",
     normalize: bool = True,
+    noise: Any = None,
     dtype: torch.dtype | None = None,
     **options: Any,
 ) -> np.ndarray:
@@ -355,6 +359,10 @@ def score_spectra_over_time(
         :func:`diffnb.jacobian.score_jacobian`.
     normalize
         Divide every spectrum by its largest value.
+    noise
+        Optional standard normal draws of shape ``(n_points, d)``: the Jacobian at level ``t`` is then taken
+        at the noised points ``points + sqrt(t) * noise`` (the same draws at every level, so curves over
+        ``t`` are smooth; the convention of :func:`diffnb.posterior.sweep`). Without it, at ``points``.
     dtype
         Dtype of the points given to ``score_fn``; by default that of a tensor ``points``, else float32
         (networks) — pass ``torch.float64`` for exact scores.
@@ -384,6 +392,11 @@ def score_spectra_over_time(
     # every (point, time) pair is one row: points vary slowest
     X_rep = X.repeat_interleave(k, dim=0)
     t_rep = torch.as_tensor(np.tile(t, n), dtype=X.dtype, device=X.device)
+    if noise is not None:
+        xi = torch.as_tensor(np.asarray(noise, dtype=np.float64), dtype=X.dtype, device=X.device)
+        if xi.shape != X.shape:
+            raise ValueError(f"noise must have the shape of points {tuple(X.shape)}, got {tuple(xi.shape)}")
+        X_rep = X_rep + t_rep.sqrt()[:, None] * xi.repeat_interleave(k, dim=0)
     J = score_jacobian(score_fn, X_rep, t_rep, method=method, **options)
     sv = torch.linalg.svdvals(J.detach()).cpu().numpy().astype(np.float64)
     sv = np.sort(sv, axis=-1).reshape(n, k, d)
@@ -436,3 +449,373 @@ def plateau_length(times: Any, dims: Any, *, lo: int = 0, hi: int | None = None)
 
 
 __all__ += ["score_spectra_over_time", "plateau_length"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the three phases of generation, measured on spectra over time
+# ---------------------------------------------------------------------------------------------------------
+
+#: The labels of :func:`classify_phases`, in the order generation meets them (large ``t`` first), followed by
+#: ``"collapsed"``, which only a memorising score reaches (see :func:`classify_phases`).
+PHASES: tuple[str, ...] = ("trivial", "coverage", "consolidation", "collapsed")
+#: The spectrum conventions :func:`classify_phases` accepts (SPEC §2).
+SPECTRUM_CONVENTIONS: tuple[str, ...] = ("eigenvalues", "singular", "singular_tj")
+
+
+@dataclass(frozen=True)
+class PhaseClassification:
+    """Result of :func:`classify_phases`.
+
+    Leading batch axes of the input spectra are kept; for a single spectrum over time the boundaries and
+    widths are floats.
+
+    Parameters
+    ----------
+    labels
+        One of :data:`PHASES` per noise level, shape ``(..., n_times)``, in the order of the input ``times``.
+    t_trivial
+        Measured boundary between the trivial phase and manifold coverage: the first noise level, coming
+        from large ``t``, at which a tangent value has moved more than ``delta`` away from the normal end
+        (interpolated in ``log t``). NaN when the grid never shows the crossing.
+    t_consolidation
+        Measured boundary between coverage and consolidation: the first noise level at which every tangent
+        value is within ``delta`` of the tangent end. NaN when it is never reached (e.g. a memorising score).
+    escape
+        ``1 - min(v)`` per level, shape ``(..., n_times)``, with ``v`` the values mapped to ``[0, 1]``
+        (normal end 1, tangent end 0): how far the fastest tangent direction has left the normal end.
+        Trivial where ``escape <= delta``.
+    residual
+        The ``n_tangent``-th smallest ``v`` per level: how far the slowest tangent direction still is from
+        the tangent end. Consolidation where ``residual <= delta``.
+    normal_width
+        Width of the bulk of normal directions: ``1 - v`` of the smallest of the ``k - n_tangent`` largest
+        values, maximised over noise levels. 0 for exact scores.
+    n_tangent
+        Number of tangent directions used (given, or estimated).
+    delta, convention
+        The resolution and the convention of the call.
+    """
+
+    labels: np.ndarray
+    t_trivial: float | np.ndarray
+    t_consolidation: float | np.ndarray
+    escape: np.ndarray
+    residual: np.ndarray
+    normal_width: float | np.ndarray
+    n_tangent: int | np.ndarray
+    delta: float
+    convention: str
+
+    def fractions(self) -> dict[str, float]:
+        """Fraction of all labelled noise levels in each phase (pooled over leading axes)."""
+        return {name: float(np.mean(self.labels == name)) for name in PHASES}
+
+
+def _unit_values(spectra: np.ndarray, convention: str) -> np.ndarray:
+    """Map spectra to ``v`` in ``[0, 1]``: normal end 1, tangent end 0, ascending along the last axis."""
+    if convention == "eigenvalues":
+        if np.any(spectra < -1.0 - 1e-6):
+            raise ValueError(
+                "spectra: eigenvalues of the normalised Jacobian t*J lie in [-1, 0] for exact scores; a value "
+                f"below -1 ({spectra.min():.4g}) means the Jacobian was not multiplied by t"
+            )
+        # positive eigenvalues (an empirical score between distant training points) count as fully visible
+        v = np.clip(-spectra, 0.0, 1.0)
+    elif convention == "singular_tj":
+        if np.any(spectra < 0):
+            raise ValueError("spectra: singular values must be non-negative (convention='singular_tj')")
+        # normal directions scatter on both sides of 1; above 1 is as normal as 1
+        v = np.clip(spectra, 0.0, 1.0)
+    else:
+        if np.any(spectra < 0):
+            raise ValueError("spectra: singular values must be non-negative (convention='singular')")
+        top = spectra.max(axis=-1, keepdims=True)
+        if np.any(top <= 0):
+            raise ValueError("spectra: a spectrum is all zero and cannot be divided by its largest value")
+        v = spectra / top
+    return np.sort(v, axis=-1)
+
+
+def normal_bulk_width(spectra: Any, n_tangent: int, *, convention: str = "singular") -> np.ndarray:
+    """Width of the bulk of normal directions at every noise level.
+
+    A trained network's normal directions do not sit at a single value: after dividing by the largest singular
+    value they form a bulk just below 1. Its width, ``1 - v`` for the smallest of the ``k - n_tangent``
+    largest values ``v`` of a spectrum, bounds the resolution at which phases can be read: a ``delta`` below
+    it would call the normal bulk itself "visible structure". For exact scores the width is 0.
+
+    Parameters
+    ----------
+    spectra
+        Shape ``(..., n_times, k)`` (or ``(k,)``), in the given ``convention``.
+    n_tangent
+        Number of tangent directions, ``1 <= n_tangent < k``.
+    convention
+        ``"singular"`` (values divided by the largest, normal near 1), ``"singular_tj"`` (singular values of
+        ``t J``, normal near 1 on both sides) or ``"eigenvalues"`` (``t J`` in ``[-1, 0]``, normal at -1).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``spectra.shape[:-1]``. At levels where some tangent values are still among the largest ones
+        (trivial phase) the result is a lower bound of the width.
+    """
+    if convention not in SPECTRUM_CONVENTIONS:
+        raise ValueError(f"convention must be one of {SPECTRUM_CONVENTIONS}, got {convention!r}")
+    array = _as_array(spectra, "spectra")
+    k = array.shape[-1]
+    if not isinstance(n_tangent, (int, np.integer)) or isinstance(n_tangent, bool) or not 1 <= n_tangent < k:
+        raise ValueError(f"n_tangent must be an integer in [1, {k - 1}] (k = {k} values), got {n_tangent!r}")
+    v = _unit_values(array, convention)
+    return 1.0 - v[..., int(n_tangent)]
+
+
+def _estimate_n_tangent(v: np.ndarray) -> np.ndarray:
+    """Per leading index: the count below the largest gap at the level where that gap is widest."""
+    gaps = np.diff(v, axis=-1)  # (..., n_times, k - 1)
+    where = np.argmax(gaps, axis=-1)  # position of the largest gap per level
+    widest = np.max(gaps, axis=-1)  # (..., n_times)
+    level = np.argmax(widest, axis=-1)  # (...)
+    pos = np.take_along_axis(where, level[..., None], axis=-1)[..., 0]
+    return pos + 1
+
+
+def classify_phases(
+    times: Any,
+    spectra: Any,
+    delta: float,
+    *,
+    convention: str = "eigenvalues",
+    n_tangent: int | None = None,
+) -> PhaseClassification:
+    r"""Label every noise level of a spectrum over time as trivial, coverage or consolidation.
+
+    The definitions are those of :func:`diffnb.theory.spectral.phase_boundaries`, read on measured spectra.
+    Map every value to ``v`` in ``[0, 1]``, normal end at 1 and tangent end at 0 (for an exact score
+    :math:`v = t/(\lambda + t)` along a tangent direction of variance :math:`\lambda`); the ``n_tangent``
+    smallest values are the tangent directions. At resolution ``delta``:
+
+    * **trivial**: every value is within ``delta`` of the normal end, ``min v >= 1 - delta`` (theory:
+      ``t >= t_trivial = gamma_top (1 - delta) / delta``);
+    * **consolidation**: every tangent value is within ``delta`` of the tangent end, ``v_(n_tangent) <= delta``
+      (theory: ``t <= t_consolidation = gamma_bottom delta / (1 - delta)``);
+    * **coverage**: neither.
+
+    Where both conditions hold (possible only for ``delta >= 1/2``) the level is trivial, as in the theory.
+    A memorising score (the empirical score of finite data, chapter 3) returns to an isotropic Jacobian at
+    small ``t``: its values rejoin the normal end. Such a level meets the trivial condition *below* a level
+    that does not; it is labelled ``"collapsed"`` instead — no exact score ever reaches it.
+
+    The measured boundaries are the first crossings coming from large ``t`` (:func:`crossing_time`):
+    ``t_trivial`` where ``escape = 1 - min v`` exceeds ``delta``, ``t_consolidation`` where
+    ``residual = v_(n_tangent)`` falls to ``delta``. Between grid points the crossing is interpolated
+    linearly in ``logit v`` against ``log t``, which is exact for ``v = t / (lambda + t)``: for the exact score
+    of a Gaussian linear manifold the measured boundaries equal ``phase_boundaries`` evaluated with the
+    extreme eigenvalues of its own covariance, to rounding, on any grid that brackets them.
+
+    **Conventions.** ``"eigenvalues"``: eigenvalues of the normalised Jacobian :math:`tJ` of an exact score,
+    in ``[-1, 0]``, normal directions at -1 (positive eigenvalues, which the empirical score has between
+    distant training points, are clipped to 0, i.e. counted as fully visible tangent values). ``"singular"``:
+    singular values of a network's Jacobian (any scale), divided by the largest one per level, so that normal
+    directions sit **near** 1 (the book's convention for network spectra). ``"singular_tj"``: singular values
+    of the normalised Jacobian ``t J`` of a network, not divided by anything; the normal directions then
+    scatter around 1 on both sides (values above 1 are clipped to 1). Dividing by the largest value biases
+    every value low by the upper spread of the normal bulk (the largest of many noisy normal values), which
+    moves both measured boundaries to larger ``t``; ``t J`` has the normal level the theory knows, ``1/t``
+    for ``J``. A network's normal directions form a bulk of width ``w`` below 1 (:func:`normal_bulk_width`):
+    ``delta`` must exceed ``w``, or the normal bulk alone would keep every level out of the trivial phase.
+    The width is measured on the input and a ``delta <= w`` raises ``ValueError``; it is returned in
+    :attr:`PhaseClassification.normal_width` so that a chapter can report both.
+
+    Parameters
+    ----------
+    times
+        Noise levels (VE variances), shape ``(n_times,)``, positive, any order (``n_times >= 2``).
+    spectra
+        Shape ``(..., n_times, k)``: leading batch axes (e.g. points), one spectrum per level; any order
+        along the last axis.
+    delta
+        Resolution, strictly between 0 and 1.
+    convention
+        One of :data:`SPECTRUM_CONVENTIONS`.
+    n_tangent
+        Number of tangent directions (the manifold dimension ``m``). ``None`` estimates it per leading
+        index as the number of values below the largest gap at the level where that gap is widest.
+
+    Returns
+    -------
+    PhaseClassification
+
+    Raises
+    ------
+    ValueError
+        For malformed ``times`` or ``spectra``, ``delta`` outside ``(0, 1)``, an unknown ``convention``, an
+        ``n_tangent`` outside ``[1, k]``, values of ``t J`` below -1, or ``delta`` not above the normal bulk's
+        width.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.geomspace(1e-3, 1e3, 61)
+    >>> lam = np.array([0.0, 0.0, 0.5, 2.0])  # two normal, two tangent directions
+    >>> eig = -t[:, None] / (lam + t[:, None])  # spectrum of t J for the exact score
+    >>> res = classify_phases(t, eig, 0.1, n_tangent=2)
+    >>> round(res.t_trivial / (2.0 * 0.9 / 0.1), 2), round(res.t_consolidation / (0.5 * 0.1 / 0.9), 2)
+    (1.0, 1.0)
+    """
+    if convention not in SPECTRUM_CONVENTIONS:
+        raise ValueError(f"convention must be one of {SPECTRUM_CONVENTIONS}, got {convention!r}")
+    try:
+        delta = float(delta)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"delta must be a number strictly between 0 and 1, got {delta!r}") from exc
+    if not (np.isfinite(delta) and 0.0 < delta < 1.0):
+        raise ValueError(f"delta must be a resolution strictly between 0 and 1, got {delta!r}")
+    t = _as_array(times, "times")
+    if t.ndim != 1 or t.shape[0] < 2 or np.any(t <= 0):
+        raise ValueError(f"times must be a 1-D array of at least two positive noise levels, got shape {t.shape}")
+    array = _as_array(spectra, "spectra")
+    if array.ndim < 2 or array.shape[-2] != t.shape[0]:
+        raise ValueError(
+            f"spectra must have shape (..., n_times, k) with n_times = {t.shape[0]} (one spectrum per noise "
+            f"level), got {array.shape}"
+        )
+    k = array.shape[-1]
+    v = _unit_values(array, convention)
+    batch = array.shape[:-2]
+    if n_tangent is None:
+        n_tan = _estimate_n_tangent(v)
+    else:
+        if not isinstance(n_tangent, (int, np.integer)) or isinstance(n_tangent, bool) or not 1 <= n_tangent <= k:
+            raise ValueError(f"n_tangent must be an integer in [1, {k}] (k = {k} values), got {n_tangent!r}")
+        n_tan = np.full(batch, int(n_tangent), dtype=int)
+    # residual: the n_tangent-th smallest value; normal width: from the (n_tangent + 1)-th smallest
+    idx = np.broadcast_to((n_tan - 1)[..., None, None], (*batch, t.shape[0], 1))
+    residual = np.take_along_axis(v, idx, axis=-1)[..., 0]
+    idx_n = np.broadcast_to(np.minimum(n_tan, k - 1)[..., None, None], (*batch, t.shape[0], 1))
+    width = np.max(1.0 - np.take_along_axis(v, idx_n, axis=-1)[..., 0], axis=-1)
+    width = np.where(n_tan < k, width, 0.0)  # no normal directions at all
+    if np.any(width >= delta):
+        raise ValueError(
+            f"delta={delta} does not exceed the width of the normal bulk ({float(np.max(width)):.3g}): the normal "
+            "directions themselves would count as visible structure. Choose delta above that width "
+            "(normal_bulk_width reports it per noise level), or check n_tangent."
+        )
+    escape = 1.0 - v[..., 0]
+    trivial = escape <= delta
+    consolidated = residual <= delta
+    labels = np.where(trivial, "trivial", np.where(consolidated, "consolidation", "coverage")).astype("<U13")
+    # "collapsed": meets the trivial condition at a smaller t than some level that does not
+    order = np.argsort(t)  # small t first
+    nontrivial_sorted = ~trivial[..., order]
+    # any non-trivial level at a larger t than this one (strictly above in the sorted order)
+    above = np.flip(np.cumsum(np.flip(nontrivial_sorted, axis=-1), axis=-1), axis=-1) - nontrivial_sorted
+    collapsed_sorted = trivial[..., order] & (above > 0)
+    collapsed = np.empty_like(collapsed_sorted)
+    collapsed[..., order] = collapsed_sorted
+    labels = np.where(collapsed, "collapsed", labels)
+
+    # interpolate logit(v) against log t: exact for the tangent values t / (lambda + t) of an exact score
+    def logit(x: np.ndarray | float) -> np.ndarray:
+        x = np.clip(x, 1e-12, 1.0 - 1e-12)
+        return np.log(x) - np.log1p(-x)
+
+    t_trivial = crossing_time(t, logit(1.0 - escape), level=float(logit(1.0 - delta)))
+    t_consolidation = crossing_time(t, logit(residual), level=float(logit(delta)))
+
+    def scalar(a: np.ndarray) -> float | np.ndarray:
+        a = np.asarray(a)
+        return float(a) if a.ndim == 0 else a
+
+    return PhaseClassification(
+        labels=labels,
+        t_trivial=scalar(t_trivial),
+        t_consolidation=scalar(t_consolidation),
+        escape=escape,
+        residual=residual,
+        normal_width=scalar(width),
+        n_tangent=int(n_tan) if n_tan.ndim == 0 else n_tan,
+        delta=delta,
+        convention=convention,
+    )
+
+
+def phase_labels(times: Any, t_trivial: float, t_consolidation: float) -> np.ndarray:
+    """Labels of noise levels from given phase boundaries (e.g. the theory's), for comparison with measured ones.
+
+    ``t >= t_trivial`` is trivial, ``t <= t_consolidation`` consolidation, coverage in between (the trivial
+    label wins if the boundaries cross).
+
+    Parameters
+    ----------
+    times
+        Noise levels, shape ``(n_times,)``, positive.
+    t_trivial, t_consolidation
+        Boundaries, e.g. from :func:`diffnb.theory.spectral.phase_boundaries`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Strings, shape ``(n_times,)``.
+    """
+    t = _as_array(times, "times")
+    if t.ndim != 1 or np.any(t <= 0):
+        raise ValueError(f"times must be a 1-D array of positive noise levels, got shape {t.shape}")
+    for name, value in (("t_trivial", t_trivial), ("t_consolidation", t_consolidation)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite non-negative noise level, got {value!r}")
+    labels = np.where(t >= t_trivial, "trivial", np.where(t <= t_consolidation, "consolidation", "coverage"))
+    return labels.astype("<U13")
+
+
+__all__ += [
+    "PHASES",
+    "SPECTRUM_CONVENTIONS",
+    "PhaseClassification",
+    "classify_phases",
+    "normal_bulk_width",
+    "phase_labels",
+]
+
+
+def band_dimension(spectra: Any, delta: float = 0.2, *, top: float = 0.5) -> np.ndarray:
+    """Number of values clearly below the band of normal directions, at every noise level.
+
+    The level of the normal band is the median of the largest ``top`` fraction of each spectrum, and a value
+    counts as a visible tangent direction when it lies below ``(1 - delta)`` times that level. For an exact
+    score the normal directions sit at exactly 1, the level is 1 and this is the ``"threshold"`` rule of
+    :func:`dimension_over_time`; for a trained network, whose normal directions form a band below its largest
+    value, the rule follows the band. Unlike the largest-gap rule it does not require a single wide gap, so
+    it also counts directions in a smooth spectrum (gradual memorization), and an intermediate gap between
+    tangent sub-spaces does not hide the sub-space below it. Requires fewer tangent than normal directions
+    (``top=0.5``: fewer than half of the values tangent).
+
+    Parameters
+    ----------
+    spectra
+        Non-negative values, shape ``(..., k)`` (any order).
+    delta
+        Relative distance below the band, in ``(0, 1)``.
+    top
+        Fraction of the largest values that define the band level, in ``(0, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integers of shape ``spectra.shape[:-1]``.
+    """
+    array = _as_array(spectra, "spectra")
+    if np.any(array < 0):
+        raise ValueError("spectra must be non-negative")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    if not 0 < top <= 1:
+        raise ValueError(f"top must lie in (0, 1], got {top!r}")
+    values = np.sort(array, axis=-1)
+    k = values.shape[-1]
+    n_top = max(1, int(round(top * k)))
+    level = np.median(values[..., k - n_top :], axis=-1, keepdims=True)
+    return np.sum(values < (1.0 - delta) * level, axis=-1).astype(int)
+
+
+__all__ += ["band_dimension"]

@@ -26,8 +26,7 @@ def _check_blocks(block_dims: Sequence[int], scales: Sequence[float]) -> tuple[t
         raise ValueError("block_dims must list at least one block dimension")
     if scale_array.shape != (len(dims),):
         raise ValueError(
-            f"scales must have one entry per block: {len(dims)} block_dims but scales has shape "
-            f"{scale_array.shape}"
+            f"scales must have one entry per block: {len(dims)} block_dims but scales has shape {scale_array.shape}"
         )
     if any(m < 1 for m in dims) or any(m != float(b) for m, b in zip(dims, block_dims, strict=True)):
         raise ValueError(f"block_dims must be positive integers, got {list(block_dims)}")

@@ -1,0 +1,119 @@
+"""Spectra of a trained score network over points and noise levels: exact batched autograd vs the probes.
+
+The network is chapter 5's linear-manifold network at the spectral-gaps paper's size, ``d = 100``, trained
+briefly on its two-variance manifold (through ``diffnb.cache``; the first run trains it). For 16 data points
+and 50 noise levels from 1e-3 to 10 the normalised singular-value spectrum of the score Jacobian is
+computed three ways:
+
+(a) exact     ``diffnb.spectra.score_spectra_over_time``: the Jacobians of all 800 (point, level) pairs by
+              ``torch.func.jacrev`` vectorised with ``vmap`` (``score_jacobian(method="autograd")``), then one
+              batched ``svdvals``;
+(b) probe     the papers' estimator as their code runs it (spectral-gaps Algorithm 1, the memorization
+              paper's ``analyze_spectrum.py``): for every point and level, a fresh random orthogonal matrix
+              ``U``, the scores at the ``d`` points ``x0 + sqrt(t) U_k`` in one batch, the singular values of
+              the score matrix divided by ``sqrt(t)``, the largest dropped (it carries the score itself);
+(c) probe, batched  the same estimator through ``diffnb.jacobian`` (``method="probe"``, one-sided), all
+              pairs in large batches — how fast the probe can be when written for throughput.
+
+Errors are against (a), after the same post-processing (largest value dropped, divided by the largest kept):
+the mean and largest absolute difference of the normalised values, and the fraction of spectra whose
+dimension (largest gap, ``diffnb.spectra``) differs. Target: (a) at least 3x faster than (b).
+Run:  python benchmarks/network_jacobian.py
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from diffnb.data import LinearManifold
+from diffnb.jacobian import random_orthogonal, score_jacobian
+from diffnb.nets import NetConfig
+from diffnb.spectra import dimension_over_time, score_spectra_over_time
+from diffnb.training import TrainConfig, train_score_model
+
+D = 100
+N_POINTS, N_TIMES = 16, 50
+#: chapter 5's linear-manifold network (book/05_trained_linear.ipynb), at d = 100
+NET = NetConfig(d=D, width=128, depth=3, conditioning="film", parametrization="edm", sigma_data=0.3)
+TRAIN = TrainConfig(steps=1500, batch_size=256, sigma_min=0.02, sigma_max=5.0, seed=0)
+
+
+def timed(fn, repeats: int = 2):
+    best, out = np.inf, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def probe_loop(score_fn, X: torch.Tensor, times: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The papers' loop: one random orthogonal frame and one batch of d scores per (point, level)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = np.empty((X.shape[0], times.size, X.shape[1] - 1))
+    with torch.no_grad():
+        for i, x0 in enumerate(X):
+            for k, t in enumerate(times):
+                U = random_orthogonal(X.shape[1], generator=gen, dtype=X.dtype)
+                h = float(np.sqrt(t))
+                S = score_fn(x0[None] + h * U, torch.full((X.shape[1],), float(t), dtype=X.dtype)) / h
+                sv = torch.linalg.svdvals(S)[1:]  # descending; the largest carries the score itself
+                out[i, k] = (sv / sv[0]).numpy()[::-1]
+    return out
+
+
+def probe_batched(score_fn, X: torch.Tensor, times: np.ndarray) -> np.ndarray:
+    n, d = X.shape
+    X_rep = X.repeat_interleave(times.size, dim=0)
+    t_rep = torch.as_tensor(np.tile(times, n), dtype=X.dtype)
+    M = score_jacobian(score_fn, X_rep, t_rep, method="probe", symmetric=False, seed=0, batch_size=8192)
+    sv = torch.linalg.svdvals(M)[:, 1:]
+    return (sv / sv[:, :1]).numpy()[:, ::-1].reshape(n, times.size, d - 1)
+
+
+def drop_largest(spectra: np.ndarray) -> np.ndarray:
+    kept = spectra[..., :-1]
+    return kept / kept[..., -1:]
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    manifold = LinearManifold(D, (24, 16), (1.0, 0.2), seed=0)
+    trained = train_score_model(manifold.sample(20_000, seed=1), NET, TRAIN, progress=False)
+    print(
+        f"torch {torch.__version__}, 1 thread, load average {os.getloadavg()[0]:.2f}; network {NET.width}x{NET.depth}"
+        f" ({trained.model.num_parameters()} parameters, {'cached' if trained.from_cache else 'trained now'});"
+        f" {N_POINTS} points x {N_TIMES} noise levels, d = {D}\n"
+    )
+    X = torch.tensor(manifold.sample(N_POINTS, seed=2), dtype=torch.float32)
+    times = np.logspace(-3, 1, N_TIMES)
+    score = trained.model.score
+
+    t_exact, exact = timed(lambda: score_spectra_over_time(score, X, times))
+    t_loop, loop = timed(lambda: probe_loop(score, X, times), repeats=1)
+    t_batch, batched = timed(lambda: probe_batched(score, X, times))
+    reference = drop_largest(exact)
+
+    header = (
+        f"{'method':>16} {'seconds':>9} {'exact faster by':>16} {'mean |err|':>11} {'max |err|':>10} "
+        f"{'dim differs':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    dims_ref = dimension_over_time(reference)
+    print(f"{'exact autograd':>16} {t_exact:9.2f} {'':>16} {'':>11} {'':>10} {'':>12}")
+    for name, seconds, spectra in (("probe (papers)", t_loop, loop), ("probe, batched", t_batch, batched)):
+        err = np.abs(spectra - reference)
+        differs = np.mean(dimension_over_time(spectra) != dims_ref)
+        print(
+            f"{name:>16} {seconds:9.2f} {seconds / t_exact:15.1f}x {err.mean():11.4f} {err.max():10.4f} {differs:12.1%}"
+        )
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Experiments registry, sweeps (sequential and on a Dask LocalCluster), exported results and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from diffnb import cli, experiments, results
+from diffnb.sweeps import run_sweep
+
+NAME = "empirical-memorization"
+
+
+@pytest.fixture
+def small_jobs(monkeypatch):
+    """Shrink the built-in experiment to two tiny jobs (kept when Dask pickles the experiment by name)."""
+    jobs = [{"n_train": n, "seed": 1, "n_points": 3, "n_times": 4} for n in (50, 400)]
+    original = experiments.REGISTRY[NAME]
+    monkeypatch.setitem(
+        experiments.REGISTRY,
+        NAME,
+        experiments.Experiment(NAME, original.chapter, original.description, lambda scale: jobs, original.run),
+    )
+    return jobs
+
+
+def _arrays(summary):
+    return [o.record["result"] for o in summary.outcomes]
+
+
+def test_sequential_sweep_caches_and_skips(tmp_path, monkeypatch, small_jobs):
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+    first = run_sweep(NAME, "quick", progress=False)
+    assert len(first.outcomes) == 2 and not first.failed
+    assert not any(o.from_cache for o in first.outcomes)
+    second = run_sweep(NAME, "quick", progress=False)
+    assert all(o.from_cache for o in second.outcomes)
+    for a, b in zip(_arrays(first), _arrays(second), strict=True):
+        np.testing.assert_array_equal(a["spectra"], b["spectra"])
+    assert "2 from the cache" in second.report()
+
+
+def test_dask_local_cluster_matches_sequential(tmp_path, monkeypatch, small_jobs):
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "sequential"))
+    sequential = run_sweep(NAME, "quick", progress=False)
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "dask"))
+    # threads, not processes: workers must see the shrunken job list patched into this process
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        dask = run_sweep(NAME, "quick", executor="dask", address=cluster.scheduler_address, progress=False)
+    assert not dask.failed and dask.executor == "dask"
+    for a, b in zip(_arrays(sequential), _arrays(dask), strict=True):
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12)
+    assert Client  # imported above only to check availability
+
+
+def test_failed_job_is_reported_and_others_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+
+    def run(job):
+        if job["x"] == 2:
+            raise RuntimeError("job two breaks")
+        return {"y": np.array([job["x"] ** 2])}
+
+    jobs = [{"x": 1}, {"x": 2}, {"x": 3}]
+    monkeypatch.setitem(experiments.REGISTRY, "toy", experiments.Experiment("toy", "0", "toy", lambda scale: jobs, run))
+    summary = run_sweep("toy", "quick", progress=False)
+    assert [o.ok for o in summary.outcomes] == [True, False, True]
+    assert "job two breaks" in summary.failed[0].error and "{'x': 2}" in summary.report()
+    rerun = run_sweep("toy", "quick", progress=False)
+    assert [o.from_cache for o in rerun.outcomes] == [True, False, True]
+
+
+def test_export_and_load_roundtrip(tmp_path, monkeypatch, small_jobs):
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+    summary = run_sweep(NAME, "quick", progress=False)
+    files = results.export(NAME, "quick", tmp_path / "results")
+    assert len(files) == 4
+    loaded = results.load(NAME, "quick", tmp_path / "results")
+    assert [e["job"] for e in loaded] == sorted(small_jobs, key=lambda j: json.dumps(j, sort_keys=True))
+    by_size = {o.job["n_train"]: o.record["result"] for o in summary.outcomes}
+    for entry in loaded:
+        np.testing.assert_array_equal(entry["result"]["spectra"], by_size[entry["job"]["n_train"]]["spectra"])
+        assert {"version", "commit", "hardware", "seconds"} <= set(entry["meta"])
+    assert results.load(NAME, "full", tmp_path / "results") == []
+
+
+def test_registry_errors():
+    with pytest.raises(KeyError, match="known experiments"):
+        experiments.get_experiment("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        experiments.register(NAME, chapter="4", description="", jobs=lambda s: [])(lambda job: {})
+    with pytest.raises(ValueError, match="executor"):
+        run_sweep(NAME, "quick", executor="ray")
+
+
+def test_cli_lists_experiments(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    assert NAME in capsys.readouterr().out
+    assert cli.main(["list"]) == 0
+    assert NAME in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_scale(capsys):
+    assert cli.main(["cached", "--scale", "bogus"]) == 2
+    assert "valid scales" in capsys.readouterr().err
