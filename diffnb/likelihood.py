@@ -162,7 +162,7 @@ class CouplingFlow(nn.Module):
         perms = torch.stack([torch.randperm(d, generator=gen) if k % 2 == 0 else identity for k in range(n_layers)])
         self.register_buffer("perms", perms)
         self.register_buffer("inverse_perms", torch.argsort(perms, dim=1))
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             self.layers = nn.ModuleList(
                 AffineCoupling(d, hidden, (torch.arange(d) % 2 == k % 2).float()) for k in range(n_layers)

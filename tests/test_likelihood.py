@@ -14,6 +14,15 @@ from diffnb.likelihood import CouplingFlow, floor_log_likelihood, train_flow
 from diffnb.metrics import LinearFrame
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks train fastest on one thread (and do not fight other processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def setup():
     manifold = LinearManifold(d=6, block_dims=(2,), scales=(1.0,), seed=0)

@@ -203,3 +203,16 @@ def test_official_training_configuration():
     cfg = TrainConfig.official()
     assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.optimizer) == (2_000_000, 128, 1e-4, "radam")
     assert (cfg.sigma_min, cfg.sigma_max, cfg.ema_decay, cfg.seed) == (0.01, 50.0, 0.9999, 42)
+
+
+def test_async_training_in_a_second_process_matches():
+    from diffnb.training import train_ensemble_async
+
+    datasets = [make_data(30, seed=1), make_data(40, seed=2)]
+    cfg = TrainConfig(steps=20, batch_size=16, seed=4)
+    future = train_ensemble_async(datasets, NET, cfg, use_cache=False)
+    here = train_ensemble(datasets, NET, cfg, use_cache=False)
+    there = future.result(timeout=300)
+    for a, b in zip(here, there, strict=True):
+        np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+        assert isinstance(b.model, type(a.model))
