@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -37,6 +38,22 @@ def check_finite(tensor: torch.Tensor, name: str) -> None:
     # A NaN or an infinity anywhere makes the sum non-finite; the element-wise test only runs to confirm,
     # since a sum of huge finite values can overflow.
     if not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+
+
+def as_float_array(value: ArrayLike, name: str) -> np.ndarray:
+    """Convert an array, a tensor (detached, copied to the CPU) or nested numbers to a float64 NumPy array."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers, got {type(value).__name__}") from exc
+
+
+def check_finite_array(array: np.ndarray, name: str) -> None:
+    """Raise if a NumPy array holds NaN or infinity (an empty array passes)."""
+    if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or infinite values")
 
 
@@ -90,3 +107,13 @@ def check_points(x: ArrayLike, d: int, name: str = "x") -> tuple[torch.Tensor, b
 def to_output(tensor: torch.Tensor, as_numpy: bool) -> ArrayLike:
     """Return NumPy for NumPy callers and tensors for tensor callers."""
     return tensor.detach().cpu().numpy() if as_numpy else tensor
+
+
+def dataclass_from_dict(cls: type, values: dict) -> Any:
+    """Build the dataclass ``cls`` from a dictionary of its fields; unknown keys are an error that lists the
+    known ones (missing keys take their defaults)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**values)

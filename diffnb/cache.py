@@ -1,10 +1,10 @@
-r"""On-disk cache of heavy results (trained networks, spectra), keyed by a hash of their configuration.
+"""On-disk cache of heavy results (trained networks, spectra), keyed by a hash of their configuration.
 
 An entry is found by the SHA-256 of a canonical JSON rendering of ``(kind, configuration, package version,
 scale)``: change any hyper-parameter, the package version or ``DIFFNB_SCALE`` and the entry is recomputed.
 Arrays in a configuration (e.g. a training set) enter the key through a digest of their bytes.
 
-Files are written atomically (a temporary file in the same folder, flushed, then :func:`os.replace`), so a
+Files are written atomically (a temporary file in the same folder, flushed, then ``os.replace``), so a
 reader never sees half a file, and two processes that compute the same entry at once both leave a complete
 one. Every file starts with a magic line and a digest of its body; a truncated or corrupt file is detected,
 reported in one line on the ``diffnb.cache`` logger, deleted and recomputed.
@@ -41,6 +41,7 @@ ENV_VARIABLE = "DIFFNB_CACHE"
 _MAGIC = b"DIFFNB-CACHE-1\n"
 _DIGEST_BYTES = 32
 _OFF = {"off", "0", "false", "no", "none"}
+_MISSING = object()  # what _read returns for no usable entry (a cached value may itself be None)
 
 
 class CacheError(RuntimeError):
@@ -225,63 +226,71 @@ def cached(
     scale
         Scale that enters the key; by default the active ``DIFFNB_SCALE``.
 
+    Returns
+    -------
+    object
+        The value, read from the cache or just computed.
+
+    Notes
+    -----
     A corrupt or partial file is reported in one line (``diffnb.cache`` logger, level WARNING), removed and
     recomputed.
     """
-    root = cache_dir() if folder is None else Path(folder)
-    if not enabled or root is None:
+    path = _entry(kind, config, folder, scale) if enabled else None
+    if path is None:
         return compute()
-    path = entry_path(kind, config_key(kind, config, scale=scale), root)
-    if path.exists():
-        try:
-            return load(path)
-        except CacheError as exc:
-            log.warning("diffnb.cache: %s; recomputing", exc)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-    value = compute()
-    save(path, value)
+    value = _read(path, "recomputing")
+    if value is _MISSING:
+        value = compute()
+        save(path, value)
     return value
+
+
+def _entry(kind: str, config: Any, folder: Path | str | None, scale: str | None) -> Path | None:
+    """File of the entry for ``(kind, config)`` in ``folder`` (default :func:`cache_dir`); ``None`` when off."""
+    root = cache_dir() if folder is None else Path(folder)
+    if root is None:
+        return None
+    return entry_path(kind, config_key(kind, config, scale=scale), root)
+
+
+def _read(path: Path, then: str) -> Any:
+    """The value stored at ``path``, or ``_MISSING`` when there is none or the file is corrupt or partial.
+
+    A corrupt or partial file is reported in one line (saying what happens ``then``) and removed.
+    """
+    if not path.exists():
+        return _MISSING
+    try:
+        return load(path)
+    except CacheError as exc:
+        log.warning("diffnb.cache: %s; %s", exc, then)
+        path.unlink(missing_ok=True)
+        return _MISSING
 
 
 def lookup(kind: str, config: Any, *, folder: Path | str | None = None, scale: str | None = None) -> Any | None:
     """The cached value for ``(kind, config)`` or ``None`` (a corrupt file is reported and removed)."""
-    root = cache_dir() if folder is None else Path(folder)
-    if root is None:
-        return None
-    path = entry_path(kind, config_key(kind, config, scale=scale), root)
-    if not path.exists():
-        return None
-    try:
-        return load(path)
-    except CacheError as exc:
-        log.warning("diffnb.cache: %s; ignoring it", exc)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        return None
+    path = _entry(kind, config, folder, scale)
+    value = _MISSING if path is None else _read(path, "ignoring it")
+    return None if value is _MISSING else value
 
 
 def store(
     kind: str, config: Any, value: Any, *, folder: Path | str | None = None, scale: str | None = None
 ) -> Path | None:
     """Store ``value`` under ``(kind, config)``; returns the file, or ``None`` when the cache is off."""
-    root = cache_dir() if folder is None else Path(folder)
-    if root is None:
-        return None
-    return save(entry_path(kind, config_key(kind, config, scale=scale), root), value)
+    path = _entry(kind, config, folder, scale)
+    return None if path is None else save(path, value)
 
 
 def remove(kind: str, config: Any, *, folder: Path | str | None = None, scale: str | None = None) -> bool:
     """Delete the entry for ``(kind, config)``; returns whether there was one."""
-    root = cache_dir() if folder is None else Path(folder)
-    if root is None:
+    path = _entry(kind, config, folder, scale)
+    if path is None:
         return False
     try:
-        entry_path(kind, config_key(kind, config, scale=scale), root).unlink()
+        path.unlink()
         return True
     except FileNotFoundError:
         return False

@@ -1,9 +1,11 @@
 """Command line: ``python -m diffnb`` (also installed as ``diffnb``).
 
-diffnb list                          the experiments, their chapters and job counts per scale
-diffnb run NAME [--scale S] [--dask] [--address A] [--cluster slurm] [--workers N] [--export]
-diffnb cached [NAME] [--scale S]     what the cache holds
-diffnb export NAME [--scale S] [--out DIR]
+Sub-commands::
+
+    diffnb list                          the experiments, their chapters and job counts per scale
+    diffnb run NAME [--scale S] [--dask] [--address A] [--cluster slurm] [--workers N] [--export]
+    diffnb cached [NAME] [--scale S]     what the cache holds
+    diffnb export NAME [--scale S] [--out DIR]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+import diffnb.image_protocol  # noqa: F401  (registers the experiment images-memorization)
 from diffnb import __version__
 from diffnb.config import SCALES, ScaleError, get_scale
 from diffnb.experiments import REGISTRY, cached_jobs

@@ -14,10 +14,13 @@ Register a new experiment with :func:`register`::
 
 from __future__ import annotations
 
+import functools
+import os
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +37,7 @@ JobResult = dict[str, Any]
 class Experiment:
     """A sweep of independent jobs behind a chapter.
 
-    Attributes
+    Parameters
     ----------
     name
         Registry name (letters, digits and ``-``).
@@ -65,6 +68,7 @@ class Experiment:
         return f"experiment-{self.name}"
 
 
+#: The registered experiments by name (filled by :func:`register`).
 REGISTRY: dict[str, Experiment] = {}
 
 
@@ -96,10 +100,28 @@ def job_key(experiment: Experiment, job: Job, scale: str | None = None) -> str:
     return cache.config_key(experiment.cache_kind, job, scale=get_scale(scale))
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def hardware() -> str:
-    """One line naming the machine a job ran on."""
+    """One line naming the machine a job ran on: CPU, cores, torch threads and accelerator.
+
+    For example ``"x86_64, AMD EPYC, 2 cores, 1 torch thread, cpu"``.
+    """
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {device}".strip()
+    threads = torch.get_num_threads()
+    return (
+        f"{platform.machine()}, {_cpu_model()}, {os.cpu_count()} cores, "
+        f"{threads} torch thread{'s' if threads != 1 else ''}, {device}"
+    )
 
 
 def run_job(name: str, job: Job, scale: str | None = None) -> dict[str, Any]:
@@ -131,56 +153,87 @@ def cached_jobs(name: str, scale: str | None = None) -> list[tuple[Job, dict[str
 
 
 # ------------------------------------------------------------------------------------------- built-ins
+#: The memorization paper's data-set-size sweep on its d = 30 set (official code, figure files
+#: ``linear_model_spectrum_ds_{P}_...``): the sizes of chapter 4's set (a) at ``full`` and ``paper`` scale.
+PAPER_SIZES = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 20_000]
+
+
 def _memorization_jobs(scale: str) -> list[Job]:
-    sizes = pick(
-        quick=[100, 1000, 10_000],
-        full=[10, 50, 100, 250, 500, 1000, 2500, 5000, 20_000],
-        scale=scale,
-    )
-    return [
-        {
-            "n_train": n,
-            "seed": 0,
-            "n_points": pick(quick=16, full=64, scale=scale),
-            "n_times": pick(quick=24, full=60, scale=scale),
-        }
-        for n in sizes
+    """Chapter 4's jobs at ``scale``; see :mod:`diffnb.empirical_sweeps` for what each part computes.
+
+    At ``paper`` scale the data-set sizes of set (a) are the paper's own, and the spectra use its number of
+    noise levels (100; the paper spaces them linearly on ``[0.01, 1]``, the book logarithmically on
+    ``[1e-4, 0.5]``); the probe at the origin is the paper's grid ``linspace(1, 0.01, 100)``. The numbers of
+    test points, the order-parameter grid, the reference and set (b) are the book's additions (the papers
+    give no sizes for them; set (b)'s largest size is the spectral-gaps companion code's default, 20 000).
+    """
+    p = functools.partial(pick, scale=scale)
+    order_grid = [-4.0, 1.5, p(quick=30, full=48, paper=64)]
+    sphere = {
+        "part": "sphere",
+        "seed": 0,
+        "n_order": p(quick=96, full=384, paper=1024),
+        "n_spectra": p(quick=12, full=48, paper=128),
+        "order_grid": order_grid,
+        "spec_grid": [-4.0, float(np.log10(0.5)), p(quick=20, full=36, paper=100)],
+        "n_population": p(quick=100_000, full=400_000),
+        "delta": 0.05,
+    }
+    jobs = [
+        {**sphere, "n_train": n} for n in p(quick=[10, 100, 1_000, 5_000, 20_000], full=PAPER_SIZES, paper=PAPER_SIZES)
     ]
+    jobs.append(
+        {
+            "part": "reference",
+            "seed": 0,
+            "n_train": p(quick=50_000, full=400_000),
+            "n_points": 32,
+            "order_grid": order_grid,
+            "t_range": [3e-3, 3.0],
+            "n_population": sphere["n_population"],
+        }
+    )
+    jobs += [
+        {"part": "probe", "seed": 0, "n_train": n, "grid": [1.0, 0.01, p(quick=34, full=100)]}
+        for n in p(quick=[1_000, 20_000], full=[1_000, 20_000, 200_000])
+    ]
+    spectrum_sizes = p(quick=[1_000, 5_000], full=[1_000, 10_000], paper=[1_000, 20_000])
+    jobs += [
+        {
+            "part": "embedded",
+            "seed": 0,
+            "n_train": n,
+            "n_points": p(quick=64, full=256, paper=512),
+            "n_spectra": p(quick=8, full=32, paper=64) if n in spectrum_sizes else 0,
+            "grid": [-2.5, 0.8, p(quick=22, full=40, paper=48)],
+        }
+        for n in p(
+            quick=[100, 1_000, 5_000],
+            full=[100, 300, 1_000, 3_000, 10_000],
+            paper=[100, 300, 1_000, 3_000, 10_000, 20_000],
+        )
+    ]
+    return jobs
 
 
 @register(
     "empirical-memorization",
     chapter="4",
-    description="exact empirical-score spectra and block order parameters over noise, memorization paper's set",
+    description="exact empirical-score spectra, order parameters and dimensions over noise and data-set size",
     jobs=_memorization_jobs,
 )
 def empirical_memorization(job: Job) -> JobResult:
-    """One data-set size of chapter 4's sweep: the ``d = 30`` set on the sphere, noised fresh samples."""
-    from diffnb.data import AxisAlignedManifold
-    from diffnb.posterior import sweep
-    from diffnb.spectra import dimension_over_time
+    """One job of chapter 4 (:func:`diffnb.empirical_sweeps.run`): a data-set size of set (a) or (b), the
+    large-``P`` reference, or the paper's probe at the origin."""
+    from diffnb.empirical_sweeps import run
 
-    manifold = AxisAlignedManifold(30, (2, 5), (1.0, 0.3), normal_scale=0.01, normalized=True)
-    rng = np.random.default_rng(job["seed"])
-    data = manifold.sample(job["n_train"], seed=rng)
-    fresh = manifold.sample(job["n_points"], seed=rng)
-    noise = rng.standard_normal(fresh.shape)
-    times = np.geomspace(1.0, 1e-3, job["n_times"])
-    variances = manifold.sample(20_000, seed=rng).var(axis=0)
-    out = sweep(data, fresh, noise, times, variances=variances, blocks=manifold.block_slices())
-    return {
-        "times": times,
-        "spectra": out["spectra"],
-        "order": out["order"],
-        "participation": out["participation"],
-        # chapter 4's read-out: directions whose normalised value lies below 1 - 0.05
-        "dimension": dimension_over_time(out["spectra"], "threshold", delta=0.05),
-    }
+    return run(job)
 
 
 __all__ = [
     "SCALES",
     "Experiment",
+    "PAPER_SIZES",
     "REGISTRY",
     "cached_jobs",
     "get_experiment",

@@ -12,7 +12,7 @@ Chapter 8 compares generated samples with the data in the coordinates the geomet
   averaged over random directions, a metric between distributions that stays cheap in any dimension.
 
 Inputs are NumPy arrays or torch tensors with the feature axis last; results are NumPy float64. This module
-depends on NumPy and torch only.
+depends on NumPy and the package's own argument checks only.
 """
 
 from __future__ import annotations
@@ -21,24 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
+
+from diffnb._validation import as_float_array, check_finite_array
 
 __all__ = ["LinearFrame", "ks_distances", "sliced_wasserstein", "wasserstein_1d"]
 
 
 def _as_samples(x: Any, name: str, *, min_rows: int = 1) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    try:
-        array = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers, got {type(x).__name__}") from exc
+    array = as_float_array(x, name)
     if array.ndim != 2:
         raise ValueError(f"{name} must have shape (n, k) (samples x features), got {array.shape}")
     if array.shape[0] < min_rows or array.shape[1] < 1:
         raise ValueError(f"{name} needs at least {min_rows} sample(s) and one feature, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} holds NaN or infinite values")
+    check_finite_array(array, name)
     return array
 
 
@@ -105,9 +100,7 @@ class LinearFrame:
         return int(self.tangent_basis.shape[1])
 
     def _points(self, x: Any) -> np.ndarray:
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        array = np.asarray(x, dtype=np.float64)
+        array = as_float_array(x, "x")
         if array.ndim < 1 or array.shape[-1] != self.d:
             raise ValueError(f"x must have shape (..., {self.d}) (feature axis last), got {array.shape}")
         return array

@@ -1,8 +1,8 @@
-r"""Score networks: a residual MLP with a noise-level embedding.
+r"""Score networks: a residual MLP with a noise-level embedding, and a small DDPM U-Net for images.
 
 Every network here predicts the noise :math:`\hat\varepsilon(x, \sigma)` added to a clean point,
 :math:`x = x_0 + \sigma\varepsilon`, and its score is :math:`s(x, t) = -\hat\varepsilon(x, \sqrt t)/\sqrt t`,
-where ``t = sigma**2`` is the VE noise variance (SPEC §2). :meth:`ScoreMLP.score` takes that ``t``, so a
+where ``t = sigma**2`` is the VE noise variance (SPEC §2). :meth:`ScoreNetwork.score` takes that ``t``, so a
 trained network plugs straight into :func:`diffnb.jacobian.score_jacobian`::
 
     J = score_jacobian(model.score, x, t, method="autograd")
@@ -39,15 +39,28 @@ Two configurations matter to the book:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffnb._validation import dataclass_from_dict
+from diffnb.schedules import VPSchedule
+
 PARAMETRIZATIONS = ("eps", "x0", "edm")
 CONDITIONINGS = ("add", "film")
 NOISE_INPUTS = ("log_sigma", "sigma")
+
+
+def _check_sizes(config: object, names: tuple[str, ...]) -> None:
+    """The named fields, and ``emb_dim``, are positive integers; ``emb_dim`` is even (sine and cosine pairs)."""
+    for name in (*names, "emb_dim"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.emb_dim % 2:
+        raise ValueError(f"emb_dim must be even (sine and cosine pairs), got {config.emb_dim}")
 
 
 @dataclass(frozen=True)
@@ -97,12 +110,7 @@ class NetConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("d", "width", "depth", "emb_dim", "emb_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.emb_dim % 2:
-            raise ValueError(f"emb_dim must be even (sine and cosine pairs), got {self.emb_dim}")
+        _check_sizes(self, ("d", "width", "depth", "emb_hidden"))
         if self.noise_input not in NOISE_INPUTS:
             raise ValueError(f"noise_input must be one of {NOISE_INPUTS}, got {self.noise_input!r}")
         if self.parametrization not in PARAMETRIZATIONS:
@@ -138,11 +146,7 @@ class NetConfig:
     @classmethod
     def from_dict(cls, values: dict) -> NetConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown NetConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
 
 
 def _noise_features(c: NetConfig, sigma: torch.Tensor) -> torch.Tensor:
@@ -194,6 +198,7 @@ class SinusoidalEmbedding(nn.Module):
         self.register_buffer("frequencies", _frequencies(dim, max_period), persistent=False)
 
     def forward(self, value: torch.Tensor) -> torch.Tensor:
+        """Features of ``value`` (shape ``(n,)``), shape ``(n, dim)``: sines, then cosines."""
         args = value[:, None] * self.frequencies.to(value.dtype)[None, :]
         return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
@@ -218,6 +223,7 @@ class ResidualBlock(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The block applied to the residual stream ``h`` ``(n, width)`` under the embedding ``emb``."""
         z = self.linear1(self.act(self.norm1(h)))
         e = self.emb(self.act(emb))
         if self.film:
@@ -229,7 +235,44 @@ class ResidualBlock(nn.Module):
         return h + z
 
 
-class ScoreMLP(nn.Module):
+class ScoreNetwork(nn.Module):
+    """Base of the book's noise predictors: ``forward(x, sigma)`` returns the predicted noise
+    :math:`\\hat\\varepsilon` for flat states ``x`` of shape ``(n, d)``, and :meth:`score` turns it into the
+    score at a VE noise variance. Subclasses set ``self.config`` (with a ``d``) and ``forward``."""
+
+    config: NetConfig | UNetConfig
+
+    @property
+    def d(self) -> int:
+        """Flat data dimension."""
+        return self.config.d
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """Score at VE noise variance ``t``: :math:`-\\hat\\varepsilon(x, \\sqrt t)/\\sqrt t`.
+
+        Parameters
+        ----------
+        x
+            Points, shape ``(n, d)``.
+        t
+            Noise variance: a positive scalar or a tensor of shape ``(n,)``.
+        """
+        if not isinstance(t, torch.Tensor):
+            if not (math.isfinite(t) and t > 0):
+                raise ValueError(f"t must be a positive finite noise variance, got {t}")
+            t = torch.tensor(float(t), dtype=x.dtype, device=x.device)
+        t = t.to(dtype=x.dtype)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        sigma = torch.sqrt(t)
+        return -self(x, sigma) / sigma[:, None]
+
+
+class ScoreMLP(ScoreNetwork):
     """Residual MLP noise predictor with a noise-level embedding; see the module documentation.
 
     Parameters
@@ -267,15 +310,6 @@ class ScoreMLP(nn.Module):
         self.output = nn.Linear(c.width, c.d)
         self.act = nn.SiLU()
 
-    @property
-    def d(self) -> int:
-        """Data dimension."""
-        return self.config.d
-
-    def num_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Predicted noise :math:`\\hat\\varepsilon(x, \\sigma)`.
 
@@ -295,26 +329,6 @@ class ScoreMLP(nn.Module):
             h = block(h, emb)
         out = self.output(self.act(self.out_norm(h)))
         return _noise_from_output(c, x, out, sigma)
-
-    def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """Score at VE noise variance ``t``: :math:`-\\hat\\varepsilon(x, \\sqrt t)/\\sqrt t`.
-
-        Parameters
-        ----------
-        x
-            Points, shape ``(n, d)``.
-        t
-            Noise variance: a positive scalar or a tensor of shape ``(n,)``.
-        """
-        if not isinstance(t, torch.Tensor):
-            if not (math.isfinite(t) and t > 0):
-                raise ValueError(f"t must be a positive finite noise variance, got {t}")
-            t = torch.tensor(float(t), dtype=x.dtype, device=x.device)
-        t = t.to(dtype=x.dtype)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        sigma = torch.sqrt(t)
-        return -self(x, sigma) / sigma[:, None]
 
 
 def _linear(p: dict[str, torch.Tensor], name: str, h: torch.Tensor) -> torch.Tensor:
@@ -345,7 +359,7 @@ def stacked_forward(
     ----------
     params
         The members' parameters stacked along a new first axis, as returned by
-        :func:`torch.func.stack_module_state` (names of :meth:`ScoreMLP.named_parameters`).
+        :func:`torch.func.stack_module_state` (keyed by the module's parameter names).
     config
         The members' common configuration.
     x
@@ -381,11 +395,302 @@ def stacked_forward(
     return _noise_from_output(c, x, out, sigma)
 
 
-def build_model(config: NetConfig, seed: int | None = None) -> ScoreMLP:
-    """A freshly initialised :class:`ScoreMLP`; with ``seed`` the initialisation is reproducible and the
-    global torch random state is left untouched."""
+# --------------------------------------------------------------------------------------------------------------
+# A small DDPM-style U-Net for images
+# --------------------------------------------------------------------------------------------------------------
+
+UNET_NOISE_INPUTS = ("log_sigma", "step")
+UNET_SCHEDULES = ("linear", "cosine")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Hyper-parameters of a :class:`UNet`.
+
+    Parameters
+    ----------
+    image_shape
+        ``(C, H, W)`` of the images, square, ``H`` from 4 to 64 and divisible by ``2**(len(channel_mults) - 1)``.
+    channels
+        Base number of channels; level ``i`` has ``channels * channel_mults[i]``.
+    channel_mults
+        One multiplier per resolution level; every level but the last halves the resolution.
+    num_res_blocks
+        Residual blocks per level on the way down (one more on the way up, as in DDPM).
+    attention_resolutions
+        Feature-map sizes (e.g. ``(8,)``) at which a self-attention block follows each residual block.
+    mid_attention
+        Self-attention between the two residual blocks at the lowest resolution.
+    groups
+        GroupNorm groups (must divide every channel count).
+    emb_dim
+        Width of the time embedding (even).
+    noise_input
+        What the time embedding reads: ``"step"`` — the DDPM step ``k`` of the noise level on the schedule
+        below, continuous, embedded sinusoidally as Ho et al. do; ``"log_sigma"`` — :math:`\\log\\sigma`.
+    schedule, T, beta_start, beta_end
+        The VP schedule that defines the step for ``noise_input="step"`` (the papers' linear schedule by
+        default).
+    dropout
+        Dropout in the residual blocks (0 in the memorization paper's runs).
+    """
+
+    image_shape: tuple[int, int, int]
+    channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2)
+    num_res_blocks: int = 1
+    attention_resolutions: tuple[int, ...] = ()
+    mid_attention: bool = False
+    groups: int = 8
+    emb_dim: int = 128
+    noise_input: str = "step"
+    schedule: str = "linear"
+    T: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.image_shape) if isinstance(self.image_shape, (tuple, list)) else ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"image_shape must be (C, H, W) with positive entries, got {self.image_shape!r}")
+        object.__setattr__(self, "image_shape", shape)
+        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
+        object.__setattr__(self, "attention_resolutions", tuple(int(r) for r in self.attention_resolutions))
+        C, H, W = shape
+        levels = len(self.channel_mults)
+        if levels < 1 or any(m < 1 for m in self.channel_mults):
+            raise ValueError(f"channel_mults must be one or more positive integers, got {self.channel_mults!r}")
+        factor = 2 ** (levels - 1)
+        if H != W or not 4 <= H <= 64 or H % factor or H // factor < 2:
+            raise ValueError(
+                f"image size {H}x{W} is not supported: the U-Net takes square images from 4x4 to 64x64 whose side "
+                f"is divisible by 2**(len(channel_mults) - 1) = {factor} with at least 2x2 pixels left at the "
+                f"lowest level (e.g. 8, 16, 28 or 32 with two or three levels); pad or pool the images "
+                f"(diffnb.data.images.load_images(size=...)) or change channel_mults"
+            )
+        _check_sizes(self, ("channels", "num_res_blocks", "groups", "T"))
+        bad = [self.channels * m for m in self.channel_mults if (self.channels * m) % self.groups]
+        if bad:
+            raise ValueError(f"groups={self.groups} must divide every channel count, but not {bad}")
+        if self.noise_input not in UNET_NOISE_INPUTS:
+            raise ValueError(f"noise_input must be one of {UNET_NOISE_INPUTS}, got {self.noise_input!r}")
+        if self.schedule not in UNET_SCHEDULES:
+            raise ValueError(f"schedule must be one of {UNET_SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    @property
+    def d(self) -> int:
+        """Flat data dimension ``C * H * W``."""
+        C, H, W = self.image_shape
+        return C * H * W
+
+    @classmethod
+    def ddpm(cls, image_shape: tuple[int, int, int], channels: int = 128) -> UNetConfig:
+        """The memorization paper's image network (digest §3.2): channel multipliers (1, 2, 2, 2) at 32x32
+        (three levels below 32, fewer for smaller images), two residual blocks per level, attention at 16x16
+        and in the middle, linear schedule, step embedding."""
+        side = int(image_shape[1])
+        mults = (1, 2, 2, 2) if side % 8 == 0 and side >= 32 else (1, 2, 2) if side % 4 == 0 else (1, 2)
+        return cls(
+            image_shape=tuple(image_shape),
+            channels=channels,
+            channel_mults=mults,
+            num_res_blocks=2,
+            attention_resolutions=(16,),
+            mid_attention=True,
+            groups=32 if channels % 32 == 0 else 8,
+        )
+
+    def to_dict(self) -> dict:
+        """Plain dictionary (for cache keys and checkpoints)."""
+        values = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> UNetConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        return dataclass_from_dict(cls, values)
+
+
+def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(groups, channels), channels)
+
+
+class UNetResBlock(nn.Module):
+    """``GN -> SiLU -> conv -> (+ time) -> GN -> SiLU -> dropout -> conv`` plus a (1x1-projected) skip."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = _group_norm(c_in, groups)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = _group_norm(c_out, groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.act = nn.SiLU()
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The block applied to feature maps ``h`` ``(n, C, H, W)`` under the time embedding ``emb``."""
+        z = self.conv1(self.act(self.norm1(h)))
+        z = z + self.emb(self.act(emb))[:, :, None, None]
+        z = self.conv2(self.dropout(self.act(self.norm2(z))))
+        return self.skip(h) + z
+
+
+class UNetAttention(nn.Module):
+    """Single-head self-attention over the pixels of a feature map, with a residual connection.
+
+    Written out with ``softmax`` rather than a fused kernel, so that forward-mode differentiation
+    (Jacobian-vector products) and ``vmap`` work on every backend.
+    """
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.norm = _group_norm(channels, groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Feature maps ``h`` ``(n, C, H, W)`` plus their attended projection."""
+        n, c, H, W = h.shape
+        q, k, v = self.qkv(self.norm(h)).reshape(n, 3, c, H * W).unbind(1)
+        weights = torch.softmax(torch.einsum("ncp,ncq->npq", q, k) / math.sqrt(c), dim=-1)
+        out = torch.einsum("npq,ncq->ncp", weights, v).reshape(n, c, H, W)
+        return h + self.proj(out)
+
+
+class UNet(ScoreNetwork):
+    """DDPM-style U-Net noise predictor on flat images, in the book's VE variables.
+
+    ``forward(x, sigma)`` takes a VE state :math:`x = x_0 + \\sigma\\varepsilon` (flat, ``(n, d)``) and returns
+    :math:`\\hat\\varepsilon`, like :class:`ScoreMLP`, so both share the training loop and :meth:`ScoreNetwork.score`.
+    Inside, the state is put in the VP form the DDPM network expects, :math:`x/\\sqrt{1+\\sigma^2} =
+    \\sqrt{\\bar\\alpha}\\,x_0 + \\sqrt{1-\\bar\\alpha}\\,\\varepsilon`, reshaped to ``(n, C, H, W)``, and the noise
+    level enters through the time embedding (the DDPM step, or :math:`\\log\\sigma`). The predicted noise is the
+    same in both parametrisations, so a network trained here *is* a DDPM noise predictor.
+
+    Examples
+    --------
+    >>> net = UNet(UNetConfig(image_shape=(1, 8, 8), channels=16))
+    >>> net(torch.randn(3, 64), torch.full((3,), 0.5)).shape
+    torch.Size([3, 64])
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        if not isinstance(config, UNetConfig):
+            raise TypeError(f"config must be a UNetConfig, got {type(config).__name__}")
+        self.config = c = config
+        C, H, _ = c.image_shape
+        self.embedding = SinusoidalEmbedding(c.emb_dim, max_period=10_000.0 if c.noise_input == "step" else 100.0)
+        self.emb_mlp = nn.Sequential(
+            nn.Linear(c.emb_dim, 4 * c.emb_dim), nn.SiLU(), nn.Linear(4 * c.emb_dim, c.emb_dim)
+        )
+        if c.noise_input == "step":
+            sched = (
+                VPSchedule.linear(c.T, c.beta_start, c.beta_end) if c.schedule == "linear" else VPSchedule.cosine(c.T)
+            )
+            log_sigma = 0.5 * torch.log(torch.from_numpy(sched.ve_time(range(c.T))).float())
+            self.register_buffer("step_log_sigma", log_sigma, persistent=False)
+        self.conv_in = nn.Conv2d(C, c.channels, 3, padding=1)
+        widths = [c.channels * m for m in c.channel_mults]
+        self.down = nn.ModuleList()
+        skips = [c.channels]
+        ch, side = c.channels, H
+        for level, width in enumerate(widths):
+            for _ in range(c.num_res_blocks):
+                self.down.append(UNetResBlock(ch, width, c.emb_dim, c.groups, c.dropout))
+                ch = width
+                if side in c.attention_resolutions:
+                    self.down.append(UNetAttention(ch, c.groups))
+                skips.append(ch)
+            if level < len(widths) - 1:
+                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                side //= 2
+                skips.append(ch)
+        self.mid = nn.ModuleList([UNetResBlock(ch, ch, c.emb_dim, c.groups, c.dropout)])
+        if c.mid_attention:
+            self.mid.append(UNetAttention(ch, c.groups))
+        self.mid.append(UNetResBlock(ch, ch, c.emb_dim, c.groups, c.dropout))
+        self.up = nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            for _ in range(c.num_res_blocks + 1):
+                self.up.append(UNetResBlock(ch + skips.pop(), width, c.emb_dim, c.groups, c.dropout))
+                ch = width
+                if side in c.attention_resolutions:
+                    self.up.append(UNetAttention(ch, c.groups))
+            if level > 0:
+                self.up.append(
+                    nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1))
+                )
+                side *= 2
+        self.out_norm = _group_norm(ch, c.groups)
+        self.conv_out = nn.Conv2d(ch, C, 3, padding=1)
+        self.act = nn.SiLU()
+
+    def _noise_features(self, sigma: torch.Tensor) -> torch.Tensor:
+        log_sigma = torch.log(sigma)
+        if self.config.noise_input == "log_sigma":
+            return 10.0 * log_sigma
+        # the continuous DDPM step whose noise level is sigma (linear interpolation in log sigma)
+        table = self.step_log_sigma.to(sigma.dtype)
+        right = torch.searchsorted(table, log_sigma.detach().contiguous()).clamp(1, table.numel() - 1)
+        lo, hi = table[right - 1], table[right]
+        frac = ((log_sigma - lo) / (hi - lo)).clamp(0.0, 1.0)
+        return (right - 1).to(sigma.dtype) + frac
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Predicted noise for flat VE states ``x`` of shape ``(n, d)`` at noise scales ``sigma`` ``(n,)``."""
+        if sigma.ndim == 0:
+            sigma = sigma.expand(x.shape[0])
+        n = x.shape[0]
+        emb = self.emb_mlp(self.embedding(self._noise_features(sigma)))
+        h = (x * torch.rsqrt(1 + sigma**2)[:, None]).reshape(n, *self.config.image_shape)
+        h = self.conv_in(h)
+        hs = [h]
+        for layer in self.down:
+            if isinstance(layer, UNetResBlock):
+                h = layer(h, emb)
+            elif isinstance(layer, UNetAttention):
+                h = layer(h)
+                hs.pop()
+            else:
+                h = layer(h)
+            hs.append(h)
+        for layer in self.mid:
+            h = layer(h, emb) if isinstance(layer, UNetResBlock) else layer(h)
+        for layer in self.up:
+            if isinstance(layer, UNetResBlock):
+                h = layer(torch.cat([h, hs.pop()], dim=1), emb)
+            else:
+                h = layer(h)
+        out = self.conv_out(self.act(self.out_norm(h)))
+        return out.reshape(n, -1)
+
+
+def config_from_dict(values: dict) -> NetConfig | UNetConfig:
+    """A network configuration from its :meth:`~NetConfig.to_dict` form: a :class:`UNetConfig` when it has an
+    ``image_shape``, a :class:`NetConfig` otherwise."""
+    if "image_shape" in values:
+        return UNetConfig.from_dict(values)
+    return NetConfig.from_dict(values)
+
+
+def build_model(config: NetConfig | UNetConfig, seed: int | None = None) -> ScoreMLP | UNet:
+    """A freshly initialised network: a :class:`ScoreMLP` for a :class:`NetConfig`, a :class:`UNet` for a
+    :class:`UNetConfig`. With ``seed`` the initialisation is reproducible and the global torch random state
+    is left untouched."""
+    if isinstance(config, UNetConfig):
+        cls = UNet
+    elif isinstance(config, NetConfig):
+        cls = ScoreMLP
+    else:
+        raise TypeError(f"config must be a NetConfig or a UNetConfig, got {type(config).__name__}")
     if seed is None:
-        return ScoreMLP(config)
+        return cls(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return ScoreMLP(config)
+        return cls(config)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from diffnb.jacobian import score_jacobian
-from diffnb.scores import make_empirical_score
+from diffnb.scores import _product_table, _weighted_covariance_eigvals, make_empirical_score
 
 __all__ = [
     "gaussian_posterior_variance",
@@ -45,8 +45,7 @@ __all__ = [
 ]
 
 _CHUNK = 2**22  # elements of the (points x data) weight arrays held at once
-_MAX_PRODUCTS = 2**24  # largest (P x d(d+1)/2) table of products y_a y_b kept in memory (128 MB)
-_WEIGHT_TOL = 1e-30  # training points whose weight is below this at every point of a chunk are skipped
+_WEIGHT_TOL = 1e-30  # training points with at most this weight are skipped (see _weighted_covariance_eigvals)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -154,20 +153,22 @@ def _level(
     t: float,
     *,
     Yb: torch.Tensor | None,
-    second: tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]] | None,
+    eig: bool,
+    table: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
 ) -> dict[str, torch.Tensor | None]:
     """Weights' statistics at one noise level for points X (n, d).
 
-    ``second`` holds the upper-triangle products ``y_a y_b`` of the data and their index pairs; the
-    posterior covariance is then one matrix product, ``W @ (y y^T) - m m^T`` (float64: the cancellation
-    costs about 1e-16 absolute, negligible against ``t``).
+    With ``eig``, the eigenvalues of the posterior covariance come from
+    :func:`diffnb.scores._weighted_covariance_eigvals` (the closed form of
+    :func:`diffnb.scores.empirical_jacobian_eigvals`): one matrix product with the products ``table`` of
+    the data when it fits in memory, point by point otherwise.
     """
     n, d = X.shape
     P = Y.shape[0]
     out: dict[str, torch.Tensor | None] = {
         "pr": torch.empty(n, dtype=X.dtype),
         "var": torch.empty(n, d, dtype=X.dtype) if Yb is not None else None,
-        "eig": torch.empty(n, d, dtype=X.dtype) if second is not None else None,
+        "eig": torch.empty(n, d, dtype=X.dtype) if eig else None,
     }
     step = max(1, _CHUNK // max(1, P * 4))
     for start in range(0, n, step):
@@ -178,27 +179,8 @@ def _level(
         if Yb is not None:
             mb = W @ Yb
             out["var"][start : start + k] = (W @ (Yb * Yb) - mb * mb).clamp_min(0.0)
-        if second is not None:
-            products, (rows, cols) = second
-            keep = (W > _WEIGHT_TOL).any(dim=0)
-            Yk = Y
-            if int(keep.sum()) < P // 2:  # small t: most training points carry no weight at all
-                W, Yk = W[:, keep], Y[keep]
-                products = products[keep] if products is not None else None
-            m = W @ Yk
-            M2 = torch.empty(k, d, d, dtype=X.dtype)
-            if products is not None:
-                flat = W @ products
-            else:  # products too large to hold: form them chunk by chunk
-                flat = torch.zeros(k, rows.shape[0], dtype=X.dtype)
-                rows_per = max(1, _CHUNK // rows.shape[0])
-                for p0 in range(0, Yk.shape[0], rows_per):
-                    Yc = Yk[p0 : p0 + rows_per]
-                    flat += W[:, p0 : p0 + rows_per] @ (Yc[:, rows] * Yc[:, cols])
-            M2[:, rows, cols] = flat
-            M2[:, cols, rows] = flat
-            cov = M2 - m[:, :, None] * m[:, None, :]
-            out["eig"][start : start + k] = torch.linalg.eigvalsh(cov).clamp_min(0.0)
+        if eig:
+            out["eig"][start : start + k] = _weighted_covariance_eigvals(W, Y, weight_tol=_WEIGHT_TOL, table=table)
     return out
 
 
@@ -356,11 +338,7 @@ def sweep(
         B = _basis(basis, d)
         Yb = Y @ B if B is not None else Y
     y_sq = (Y * Y).sum(-1)
-    second = None
-    if spectra:
-        rows, cols = torch.triu_indices(d, d)
-        products = Y[:, rows] * Y[:, cols] if P * rows.shape[0] <= _MAX_PRODUCTS else None
-        second = (products, (rows, cols))
+    table = _product_table(Y) if spectra else None
     result: dict[str, np.ndarray] = {"times": tt, "participation": np.empty((tt.size, xi.shape[0]))}
     if order:
         result["order"] = np.empty((tt.size, xi.shape[0], len(idx)))
@@ -369,7 +347,7 @@ def sweep(
         result["eigenvalues"] = np.empty((tt.size, xi.shape[0], d))
     for k, t in enumerate(tt):
         X = b + float(np.sqrt(t)) * xi
-        level = _level(X, Y, y_sq, float(t), Yb=Yb, second=second)
+        level = _level(X, Y, y_sq, float(t), Yb=Yb, eig=spectra, table=table)
         result["participation"][k] = level["pr"].numpy()
         if order:
             result["order"][k] = _order_from_var(level["var"].numpy(), float(t), v, idx)

@@ -29,7 +29,7 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class SamplingResult:
     """Output of :func:`sample`.
 
-    Attributes
+    Parameters
     ----------
     samples
         Final states, shape ``(n, d)``, in the parametrisation of the call.

@@ -26,9 +26,7 @@ def _positive_finite(value: ArrayLike, name: str) -> np.ndarray:
 
 
 def _check_alpha_bar(alpha_bar: ArrayLike) -> None:
-    values = (
-        alpha_bar.detach().cpu().numpy() if isinstance(alpha_bar, torch.Tensor) else np.asarray(alpha_bar)
-    )
+    values = alpha_bar.detach().cpu().numpy() if isinstance(alpha_bar, torch.Tensor) else np.asarray(alpha_bar)
     if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values > 1):
         raise ValueError(f"alpha_bar must lie in (0, 1], got {alpha_bar}")
 

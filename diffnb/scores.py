@@ -32,6 +32,7 @@ from diffnb._validation import (
 )
 
 _CHUNK_ELEMENTS = 2**24  # bound the (points x data) distance matrix held at once
+_MAX_PRODUCTS = 2**24  # largest (P x d(d+1)/2) table of products y_a y_b kept in memory (128 MB in float64)
 
 
 def _prepare(x: ArrayLike, data: ArrayLike, t: ArrayLike):
@@ -193,6 +194,59 @@ def empirical_score_jacobian(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight
     return to_output(J[0] if single else J, as_numpy)
 
 
+def _product_table(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Upper-triangle products ``y_a y_b`` of every data point, ``(P, d(d+1)/2)``, with their index pairs.
+
+    ``None`` when the table would hold more than ``_MAX_PRODUCTS`` numbers.
+    """
+    rows, cols = torch.triu_indices(Y.shape[1], Y.shape[1], device=Y.device)
+    if Y.shape[0] * rows.shape[0] > _MAX_PRODUCTS:
+        return None
+    return Y[:, rows] * Y[:, cols], rows, cols
+
+
+def _weighted_covariance_eigvals(
+    W: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    weight_tol: float,
+    table: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Eigenvalues of :math:`\\mathrm{Cov}_w` for every row ``w`` of the weights ``W`` (n, P), ascending, >= 0.
+
+    Without ``table``, point by point: only the ``k`` training points whose weight exceeds ``weight_tol``
+    enter :math:`\\mathrm{Cov}_w = A^\\top A` (``A`` the ``k x d`` weighted, centred points); its non-zero
+    eigenvalues are those of the Gram matrix :math:`AA^\\top` when ``k < d`` (the other ``d - k`` are 0), and
+    of :math:`A^\\top A` otherwise. With ``table`` (from :func:`_product_table`, built once for many calls), all
+    rows at once: the second moments are one matrix product ``W @ table``, and ``Cov_w = M2 - m m^T`` (in
+    float64 the cancellation costs about 1e-16 absolute); training points whose weight is at most
+    ``weight_tol`` in every row are skipped. The table route is the faster one for small ``d`` and many rows;
+    the point-by-point route for large ``d`` or concentrated posteriors.
+    """
+    n, d = W.shape[0], Y.shape[1]
+    if table is not None:
+        products, rows, cols = table
+        keep = (W > weight_tol).any(dim=0)
+        if int(keep.sum()) < Y.shape[0] // 2:  # small t: most training points carry no weight at all
+            W, Y, products = W[:, keep], Y[keep], products[keep]
+        m = W @ Y
+        flat = W @ products
+        M2 = torch.empty(n, d, d, dtype=W.dtype, device=W.device)
+        M2[:, rows, cols] = flat
+        M2[:, cols, rows] = flat
+        return torch.linalg.eigvalsh(M2 - m[:, :, None] * m[:, None, :]).clamp_min(0.0)
+    out = torch.empty(n, d, dtype=W.dtype, device=W.device)
+    for i, w in enumerate(W):
+        A = _active_centered(w, Y, weight_tol)
+        k = A.shape[0]
+        if k < d:
+            lam = torch.linalg.eigvalsh(A @ A.T).clamp_min(0)
+            out[i] = torch.cat([lam.new_zeros(d - k), lam])
+        else:
+            out[i] = _covariance_eigvals(A).clamp_min(0)
+    return out
+
+
 def empirical_jacobian_eigvals(
     x: ArrayLike,
     data: ArrayLike,
@@ -225,18 +279,8 @@ def empirical_jacobian_eigvals(
     X, Y, times, single, as_numpy = _prepare(x, data, t)
     if weight_tol < 0:
         raise ValueError(f"weight_tol must be non-negative, got {weight_tol}")
-    d = Y.shape[1]
     W = _log_weights(X, Y, times).exp()
-    out = torch.empty(X.shape[0], d, dtype=X.dtype, device=X.device)
-    for i, w in enumerate(W):
-        A = _active_centered(w, Y, weight_tol)
-        k = A.shape[0]
-        if k < d:
-            lam = torch.linalg.eigvalsh(A @ A.T).clamp_min(0)
-            lam = torch.cat([lam.new_zeros(d - k), lam])
-        else:
-            lam = _covariance_eigvals(A).clamp_min(0)
-        out[i] = lam / times[i] - 1.0
+    out = _weighted_covariance_eigvals(W, Y, weight_tol=weight_tol) / times[:, None] - 1.0
     if not normalized:
         out = out / times[:, None]
     return to_output(out[0] if single else out, as_numpy)

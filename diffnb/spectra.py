@@ -16,6 +16,8 @@ then one row per noise level. The functions here are vectorised over those axes:
 * :func:`dimension_over_time` — the same at every noise level (and every leading index) at once;
 * :func:`cliff_dimensions` — the official estimator's pooled output, as its code returns it;
 * :func:`crossing_time` — the noise level at which a curve over time first falls below a level.
+* :func:`mean_jacobian_spectra` — singular values of the score Jacobian averaged over (noised) points, per
+  level, and :func:`resolution_above` — a resolution above a measured normal bulk;
 * :func:`classify_phases` — label every noise level trivial / coverage / consolidation at a resolution
   ``delta`` (the definitions of :func:`diffnb.theory.spectral.phase_boundaries`) and measure the boundaries.
 
@@ -29,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from diffnb._validation import as_float_array, check_finite_array
 
 __all__ = [
     "DIMENSION_METHODS",
@@ -49,18 +53,12 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _as_array(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers, got {type(values).__name__}") from exc
+    array = as_float_array(values, name)
     if array.ndim == 0:
         raise ValueError(f"{name} must have at least one axis (the spectrum), got a scalar")
     if array.shape[-1] == 0:
         raise ValueError(f"{name} is empty along its last axis")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} holds NaN or infinite values")
+    check_finite_array(array, name)
     return array
 
 
@@ -449,6 +447,159 @@ def plateau_length(times: Any, dims: Any, *, lo: int = 0, hi: int | None = None)
 
 
 __all__ += ["score_spectra_over_time", "plateau_length"]
+
+
+#: How :func:`mean_jacobian_spectra` scales its singular values.
+MEAN_SPECTRUM_SCALES: tuple[str | None, ...] = ("t", "max", None)
+
+
+def mean_jacobian_spectra(
+    score_fn: Any,
+    points: Any,
+    times: Any,
+    *,
+    noise: Any = None,
+    scale: str | None = "t",
+    method: str = "autograd",
+    dtype: torch.dtype | None = None,
+    **options: Any,
+) -> np.ndarray:
+    r"""Singular values of the score Jacobian **averaged over points**, at every noise level.
+
+    At each level ``t`` the Jacobians of ``score_fn`` at the points (or at the noised points
+    ``points + sqrt(t) * noise``) are averaged, and the singular values of the mean are returned. For the exact
+    score of a Gaussian linear manifold the Jacobian is the same everywhere and the average changes nothing.
+    For a trained network it removes the point-to-point scatter of the Jacobian, which otherwise spreads the
+    normal directions into a wide bulk; for the empirical score the same average is
+    :func:`diffnb.posterior.mean_posterior_covariance`. With ``noise`` the points are those a generation visits
+    at level ``t`` (noised training points), where a network was trained.
+
+    The Jacobians of one level are computed together (:func:`diffnb.jacobian.score_jacobian`), the levels one
+    after another, so memory grows like ``n_points * d**2``, not with the number of levels.
+
+    Parameters
+    ----------
+    score_fn
+        ``score_fn(x, t)`` with ``x`` of shape ``(n, d)`` and ``t`` of shape ``(n,)``.
+    points
+        Points, shape ``(n_points, d)`` (array or tensor).
+    times
+        VE noise variances, shape ``(n_times,)``, positive.
+    noise
+        Optional standard normal draws of shape ``(n_points, d)``; the same draws at every level.
+    scale
+        ``"t"``: singular values of :math:`t\,\bar J` (the convention ``"singular_tj"`` of
+        :func:`classify_phases`: normal directions near 1 on both sides, tangent directions at
+        :math:`t/(\lambda + t)` for an exact score). ``"max"``: divided by the largest one per level (convention
+        ``"singular"``). ``None``: the singular values of :math:`\bar J` as they are.
+    method
+        See :func:`diffnb.jacobian.score_jacobian`.
+    dtype
+        Dtype of the points given to ``score_fn``; by default that of a tensor ``points``, else float32
+        (networks) — pass ``torch.float64`` for exact scores.
+    **options
+        Passed to :func:`diffnb.jacobian.score_jacobian`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_times, d)``, float64, ascending along the last axis, in the order of ``times``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> lam = torch.tensor([0.0, 0.0, 1.0, 4.0], dtype=torch.float64)
+    >>> score = lambda x, t: -x / (lam + t[:, None])  # exact score of N(0, diag(lam))
+    >>> sv = mean_jacobian_spectra(score, torch.zeros(3, 4, dtype=torch.float64), [1.0])
+    >>> [round(float(v), 3) for v in sv[0]]
+    [0.2, 0.5, 1.0, 1.0]
+    """
+    from diffnb.jacobian import score_jacobian
+
+    if scale not in MEAN_SPECTRUM_SCALES:
+        raise ValueError(f"scale must be one of {MEAN_SPECTRUM_SCALES}, got {scale!r}")
+    if isinstance(points, torch.Tensor):
+        X = points.detach()
+        if dtype is not None:
+            X = X.to(dtype)
+    else:
+        X = torch.as_tensor(_as_array(points, "points"), dtype=dtype or torch.float32)
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ValueError(f"points must have shape (n_points, d) with n_points >= 1, got {tuple(X.shape)}")
+    t = _as_array(times, "times")
+    if t.ndim != 1 or np.any(t <= 0):
+        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
+    xi = None
+    if noise is not None:
+        xi = torch.as_tensor(_as_array(noise, "noise"), dtype=X.dtype, device=X.device)
+        if xi.shape != X.shape:
+            raise ValueError(f"noise must have the shape of points {tuple(X.shape)}, got {tuple(xi.shape)}")
+    out = np.empty((t.shape[0], X.shape[1]))
+    for k, level in enumerate(t):
+        x = X if xi is None else X + float(np.sqrt(level)) * xi
+        J = score_jacobian(score_fn, x, float(level), method=method, **options).detach().mean(dim=0)
+        sv = torch.linalg.svdvals(J.to(torch.float64)).cpu().numpy()
+        if scale == "t":
+            sv = sv * level
+        elif scale == "max":
+            if sv.max() <= 0:
+                raise ValueError(
+                    f"the mean Jacobian at t = {level:g} is zero and cannot be divided by its largest value"
+                )
+            sv = sv / sv.max()
+        out[k] = np.sort(sv)
+    return out
+
+
+def resolution_above(width: float, *, step: float = 0.05, margin: float = 0.025, minimum: float = 0.0) -> float:
+    """The resolution ``delta`` for :func:`classify_phases` just above a normal bulk of the given width.
+
+    The smallest multiple of ``step`` that is at least ``width + margin`` and at least ``minimum``: a round
+    number that leaves the classifier room above the bulk (:func:`normal_bulk_width`).
+
+    Parameters
+    ----------
+    width
+        Width of the normal bulk, in ``[0, 1)`` (e.g. :attr:`PhaseClassification.normal_width`).
+    step, margin, minimum
+        Rounding step (positive), distance kept above the width (non-negative), and a lower bound.
+
+    Returns
+    -------
+    float
+        The resolution, strictly between ``width`` and 1.
+
+    Raises
+    ------
+    ValueError
+        When no resolution below 1 exists, or for arguments out of range.
+
+    Examples
+    --------
+    >>> resolution_above(0.155), resolution_above(0.176), resolution_above(0.0, minimum=0.1)
+    (0.2, 0.25, 0.1)
+    """
+    values = {"width": width, "step": step, "margin": margin, "minimum": minimum}
+    for name, value in values.items():
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not 0 <= width < 1:
+        raise ValueError(f"width must lie in [0, 1), got {width!r}")
+    if step <= 0 or margin < 0:
+        raise ValueError(f"step must be positive and margin non-negative, got step={step!r}, margin={margin!r}")
+    target = max(float(width) + float(margin), float(minimum))
+    delta = round(float(np.ceil(target / step - 1e-9)) * step, 10)
+    if delta <= width:  # margin 0 and a width on the grid: one step up
+        delta = round(delta + step, 10)
+    if delta >= 1:
+        raise ValueError(
+            f"no resolution below 1 lies {margin} above a normal bulk of width {width:.3g}: the spectrum does not "
+            "separate normal from tangent directions"
+        )
+    return delta
+
+
+__all__ += ["MEAN_SPECTRUM_SCALES", "mean_jacobian_spectra", "resolution_above"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,7 +27,20 @@ CLUSTERS = ("slurm", "pbs", "sge", "lsf", "htcondor")
 
 @dataclass
 class JobOutcome:
-    """What happened to one job."""
+    """What happened to one job.
+
+    Parameters
+    ----------
+    job
+        The job's configuration.
+    record
+        What :func:`~diffnb.experiments.run_job` returned (``{"result", "seconds", "hardware", "version"}``),
+        or ``None`` when the job failed.
+    error
+        The traceback of a failed job, else ``None``.
+    from_cache
+        Whether the record was read from the cache rather than computed by this sweep.
+    """
 
     job: Job
     record: dict[str, Any] | None = None
@@ -36,12 +49,27 @@ class JobOutcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the job succeeded (it has no error)."""
         return self.error is None
 
 
 @dataclass
 class SweepSummary:
-    """All outcomes of a sweep, and how long it took."""
+    """All outcomes of a sweep, and how long it took.
+
+    Parameters
+    ----------
+    name
+        The experiment.
+    scale
+        The scale it ran at.
+    executor
+        ``"sequential"`` or ``"dask"``.
+    outcomes
+        One :class:`JobOutcome` per job, in the experiment's job order.
+    wall_seconds
+        Wall-clock time of the whole sweep.
+    """
 
     name: str
     scale: str
@@ -51,6 +79,7 @@ class SweepSummary:
 
     @property
     def failed(self) -> list[JobOutcome]:
+        """The outcomes of the jobs that failed."""
         return [o for o in self.outcomes if not o.ok]
 
     def report(self) -> str:
@@ -124,12 +153,20 @@ def run_sweep(
     address
         Scheduler address of a running Dask cluster (``executor="dask"``).
     cluster
-        Batch system for ``dask-jobqueue`` (``executor="dask"``); ``cluster_options`` go to its constructor
-        (e.g. ``{"cores": 8, "memory": "32GB", "walltime": "04:00:00"}``).
+        Batch system for ``dask-jobqueue`` (``executor="dask"``): one of ``"slurm"``, ``"pbs"``, ``"sge"``,
+        ``"lsf"``, ``"htcondor"``.
     n_workers
         Local workers (default 2) or batch jobs (default 1).
+    cluster_options
+        Keyword arguments of the ``dask-jobqueue`` cluster's constructor
+        (e.g. ``{"cores": 8, "memory": "32GB", "walltime": "04:00:00"}``).
     progress
         Show a progress bar.
+
+    Returns
+    -------
+    SweepSummary
+        One outcome per job; failed jobs carry their traceback (see :meth:`SweepSummary.report`).
     """
     if executor not in ("sequential", "dask"):
         raise ValueError(f"executor must be 'sequential' or 'dask', got {executor!r}")

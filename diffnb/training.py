@@ -1,23 +1,35 @@
-r"""Denoising score matching for :class:`diffnb.nets.ScoreMLP`, one model or an ensemble at once.
+r"""Denoising score matching for :class:`diffnb.nets.ScoreMLP` and :class:`diffnb.nets.UNet`, one model or
+an ensemble at once.
 
-The loss is the variance-exploding noise-matching loss of the memorization paper's code: a training point
-:math:`x_0`, a noise scale :math:`\sigma` drawn log-uniformly between ``sigma_min`` and ``sigma_max``, and
+The loss is the noise-matching loss of the memorization paper's code: a training point :math:`x_0`, a noise
+scale :math:`\sigma`, and
 
 .. math:: \mathcal L = \mathbb E\,\lVert \hat\varepsilon(x_0 + \sigma\varepsilon, \sigma) - \varepsilon\rVert^2 / d ,
 
-minimised by Adam or RAdam (optionally weighted per noise level, ``loss_weighting``), with a linear warm-up and a
-cosine or constant learning rate. An exponential moving average (EMA) of the weights is kept, and the EMA
-weights are the model handed back for analysis (as in the papers' code). All draws (mini-batches, noise scales,
+**Noise levels.** ``schedule="ve"`` (chapter 5, the paper's synthetic runs) draws :math:`\sigma`
+log-uniformly between ``sigma_min`` and ``sigma_max``. ``schedule="linear"`` or ``"cosine"`` is the DDPM path
+of the image experiments: DDPM step :math:`k` has the VE noise variance
+:math:`\sigma_k^2 = (1-\bar\alpha_k)/\bar\alpha_k` (SPEC §2), and since
+:math:`x/\sqrt{1+\sigma^2} = \sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,\varepsilon`, the noise to predict
+is the same in both parametrisations: the loss above *is* the DDPM loss. ``step_sampling="uniform"`` draws
+:math:`k` uniformly (DDPM); ``"log_sigma"`` draws :math:`\log\sigma` uniformly over the schedule's range,
+which gives short CPU runs their share of small noise levels.
+
+The loss is minimised by Adam or RAdam (optionally weighted per noise level, ``loss_weighting``), with a
+linear warm-up and a cosine or constant learning rate, and optionally per-member gradient clipping
+(``grad_clip``). An exponential moving average (EMA) of the weights is kept, and the EMA weights are the model
+handed back for analysis (as in the papers' code). All draws (mini-batches, noise scales,
 noise) come from a generator seeded per member, so a seed fixes a run whatever the global random state.
 
 **Ensembles.** :func:`train_ensemble` trains many small models — the points of a data-set-size sweep, or
 several seeds — in one process as one vectorised model: their parameters are stacked
 (:func:`torch.func.stack_module_state`) and one batched forward pass runs all of them per step, either
 :func:`diffnb.nets.stacked_forward` (batched matrix products with fused biases, the default) or a
-:func:`torch.func.vmap` of the module (``engine="vmap"``). Each member draws its mini-batches, noise scales
-and noise from its own generator in the same order as when trained alone, Adam and the EMA act element-wise,
-and the summed loss gives every member its own gradient, so the ensemble reproduces training the members one
-by one up to floating-point rounding (``vectorize=False`` does exactly that, for checks and benchmarks).
+:func:`torch.func.vmap` of the module (``engine="vmap"``; U-Nets always take this path). Each member draws its
+mini-batches, noise scales and noise from its own generator in the same order as when trained alone, Adam and
+the EMA act element-wise, and the summed loss gives every member its own gradient, so the ensemble reproduces
+training the members one by one up to floating-point rounding (``vectorize=False`` does exactly that, for
+checks and benchmarks).
 
 **Caching.** Every trained member is stored in :mod:`diffnb.cache` under a key made of the network and
 training configurations, its seed and a digest of its training set; a later call (also from an ensemble of a
@@ -51,15 +63,23 @@ with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing, t
     from tqdm.auto import tqdm
 
 from diffnb import cache
+from diffnb._validation import dataclass_from_dict
 from diffnb.config import get_device
-from diffnb.nets import NetConfig, ScoreMLP, build_model, stacked_forward
+from diffnb.nets import NetConfig, ScoreMLP, UNet, UNetConfig, build_model, config_from_dict, stacked_forward
+from diffnb.schedules import VPSchedule
 
 OPTIMIZERS = ("adam", "radam")
 LOSS_WEIGHTINGS = ("uniform", "edm")
 LR_SCHEDULES = ("constant", "cosine")
+NOISE_SCHEDULES = ("ve", "linear", "cosine")
+STEP_SAMPLINGS = ("uniform", "log_sigma")
+#: Fields that enter :meth:`TrainConfig.to_dict` only when they differ from their defaults, so that the cache
+#: keys of models trained before they existed stay valid.
+_OPTIONAL_FIELDS = ("schedule", "T", "beta_start", "beta_end", "step_sampling", "grad_clip")
 #: Steps whose random draws are made at once. Part of the algorithm (it fixes the order of the draws), so it
 #: enters the cache key through :data:`ALGORITHM_VERSION`.
 DRAW_CHUNK = 100
+#: Version of the training algorithm; part of every cache key, raised when a change alters trained weights.
 ALGORITHM_VERSION = 1
 
 
@@ -80,7 +100,7 @@ class TrainConfig:
     weight_decay
         L2 weight decay of the optimiser.
     sigma_min, sigma_max
-        Range of the noise scale (standard deviation); ``sigma`` is log-uniform on it.
+        Range of the noise scale (standard deviation) of ``schedule="ve"``; ``sigma`` is log-uniform on it.
     ema_decay
         Decay of the exponential moving average of the weights.
     ema_warmup
@@ -97,6 +117,19 @@ class TrainConfig:
         to predict but its data-dependent part is small, their share of the fit.
     seed
         Seed of the initialisation and of the draws (mini-batches, noise scales, noise).
+    schedule
+        ``"ve"``: noise scales log-uniform on ``[sigma_min, sigma_max]``. ``"linear"`` or ``"cosine"``: the
+        noise levels of a DDPM schedule with ``T`` steps (linear: :math:`\\beta` from ``beta_start`` to
+        ``beta_end``), in VE variables (see the module documentation).
+    T, beta_start, beta_end
+        The DDPM schedule (the papers': 1000 steps, :math:`\\beta` from 1e-4 to 0.02).
+    step_sampling
+        How a DDPM schedule's noise level is drawn: ``"uniform"`` over the steps (DDPM, the default) or
+        ``"log_sigma"`` (log-uniform over the schedule's range of :math:`\\sigma`). ``None`` with
+        ``schedule="ve"``.
+    grad_clip
+        Clip each member's gradient to this Euclidean norm (``None``: no clipping; the papers' image runs
+        use 1.0).
     """
 
     steps: int = 4000
@@ -112,6 +145,12 @@ class TrainConfig:
     warmup_steps: int = 100
     loss_weighting: str = "uniform"
     seed: int = 0
+    schedule: str = "ve"
+    T: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    step_sampling: str | None = None
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -141,6 +180,35 @@ class TrainConfig:
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.schedule not in NOISE_SCHEDULES:
+            raise ValueError(f"schedule must be one of {NOISE_SCHEDULES}, got {self.schedule!r}")
+        if self.step_sampling is not None and self.step_sampling not in STEP_SAMPLINGS:
+            raise ValueError(f"step_sampling must be None or one of {STEP_SAMPLINGS}, got {self.step_sampling!r}")
+        if self.schedule == "ve" and self.step_sampling is not None:
+            raise ValueError(
+                f"step_sampling={self.step_sampling!r} needs a DDPM schedule (schedule='linear' or 'cosine'); "
+                f"schedule='ve' draws sigma log-uniformly on [sigma_min, sigma_max]"
+            )
+        if not isinstance(self.T, (int, np.integer)) or isinstance(self.T, bool) or self.T < 2:
+            raise ValueError(f"T must be an integer number of DDPM steps >= 2, got {self.T!r}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(
+                f"beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1, got "
+                f"beta_start={self.beta_start}, beta_end={self.beta_end}"
+            )
+        if self.grad_clip is not None and not (
+            isinstance(self.grad_clip, (int, float)) and math.isfinite(self.grad_clip) and self.grad_clip > 0
+        ):
+            raise ValueError(f"grad_clip must be None or a positive finite norm, got {self.grad_clip!r}")
+
+    @property
+    def ddpm_schedule(self) -> VPSchedule | None:
+        """The DDPM schedule whose noise levels are drawn, or ``None`` for ``schedule="ve"``."""
+        if self.schedule == "linear":
+            return VPSchedule.linear(self.T, self.beta_start, self.beta_end)
+        if self.schedule == "cosine":
+            return VPSchedule.cosine(self.T)
+        return None
 
     @classmethod
     def official(cls, steps: int = 2_000_000, seed: int = 42) -> TrainConfig:
@@ -161,24 +229,25 @@ class TrainConfig:
         )
 
     def to_dict(self) -> dict:
-        """Plain dictionary (for cache keys and checkpoints)."""
-        return asdict(self)
+        """Plain dictionary (for cache keys and checkpoints); the DDPM fields appear only when set."""
+        values = asdict(self)
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in _OPTIONAL_FIELDS:
+            if values[name] == defaults[name]:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Inverse of :meth:`to_dict`."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
 
 
 @dataclass
 class TrainedModel:
     """A trained network and its record.
 
-    Attributes
+    Parameters
     ----------
     model
         The network with the **EMA** weights, in evaluation mode, parameters frozen. Use ``model.score``.
@@ -196,10 +265,10 @@ class TrainedModel:
         Whether it was loaded from the cache.
     """
 
-    model: ScoreMLP
+    model: ScoreMLP | UNet
     raw_state: dict
     losses: np.ndarray
-    net_config: NetConfig
+    net_config: NetConfig | UNetConfig
     train_config: TrainConfig
     n_train: int
     seconds: float = 0.0
@@ -207,7 +276,7 @@ class TrainedModel:
     extra: dict = field(default_factory=dict)
 
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """The EMA network's score at VE variance ``t`` (see :meth:`ScoreMLP.score`)."""
+        """The EMA network's score at VE variance ``t`` (see :meth:`diffnb.nets.ScoreNetwork.score`)."""
         return self.model.score(x, t)
 
     def final_loss(self, window: int = 200) -> float:
@@ -265,11 +334,20 @@ def _draw(generators, sizes, cfg: TrainConfig, d: int, steps: int):
     ``(steps, K, B, d)``.
     """
     idx, sig, noise = [], [], []
-    log_ratio = math.log(cfg.sigma_max / cfg.sigma_min)
+    schedule = cfg.ddpm_schedule
+    if schedule is None:
+        sigma_min, sigma_max = cfg.sigma_min, cfg.sigma_max
+    else:
+        table = torch.from_numpy(np.sqrt(schedule.ve_time(np.arange(cfg.T)))).float()
+        sigma_min, sigma_max = float(table[0]), float(table[-1])
+    log_ratio = math.log(sigma_max / sigma_min)
     for gen, size in zip(generators, sizes, strict=True):
         idx.append(torch.randint(size, (steps, cfg.batch_size), generator=gen))
-        u = torch.rand((steps, cfg.batch_size), generator=gen)
-        sig.append(cfg.sigma_min * torch.exp(u * log_ratio))
+        if schedule is not None and cfg.step_sampling in (None, "uniform"):
+            sig.append(table[torch.randint(cfg.T, (steps, cfg.batch_size), generator=gen)])
+        else:
+            u = torch.rand((steps, cfg.batch_size), generator=gen)
+            sig.append(sigma_min * torch.exp(u * log_ratio))
         noise.append(torch.randn((steps, cfg.batch_size, d), generator=gen))
     return torch.stack(idx, 1), torch.stack(sig, 1), torch.stack(noise, 1)
 
@@ -280,6 +358,19 @@ def _make_optimizer(tensors: list[torch.Tensor], cfg: TrainConfig, device: torch
     if cfg.optimizer == "adam":
         return torch.optim.Adam(tensors, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     return torch.optim.RAdam(tensors, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def _clip_per_member(tensors: list[torch.Tensor], max_norm: float, stacked: bool) -> None:
+    """Scale each member's gradient to Euclidean norm at most ``max_norm`` (members on the first axis when
+    ``stacked``), as ``torch.nn.utils.clip_grad_norm_`` does for one model."""
+    grads = [t.grad for t in tensors if t.grad is not None]
+    if stacked:
+        squares = torch.stack([g.reshape(g.shape[0], -1).square().sum(dim=1) for g in grads]).sum(dim=0)
+    else:
+        squares = torch.stack([g.square().sum() for g in grads]).sum()
+    factor = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor.reshape(-1, *([1] * (g.ndim - 1))) if stacked else factor)
 
 
 @contextlib.contextmanager
@@ -303,7 +394,7 @@ def _progress_enabled(progress: bool | None) -> bool:
     return bool(progress)
 
 
-def member_key(net_config: NetConfig, train_config: TrainConfig, data: torch.Tensor) -> dict:
+def member_key(net_config: NetConfig | UNetConfig, train_config: TrainConfig, data: torch.Tensor) -> dict:
     """The configuration that identifies one trained member in the cache."""
     return {
         "net": net_config.to_dict(),
@@ -327,8 +418,8 @@ def _to_record(trained: TrainedModel) -> dict:
 
 
 def _from_record(record: dict, device: torch.device) -> TrainedModel:
-    net_config = NetConfig.from_dict(record["net_config"])
-    model = ScoreMLP(net_config)
+    net_config = config_from_dict(record["net_config"])
+    model = build_model(net_config)
     model.load_state_dict(record["ema_state"])
     model.to(device).eval().requires_grad_(False)
     return TrainedModel(
@@ -348,7 +439,7 @@ def _from_record(record: dict, device: torch.device) -> TrainedModel:
 def _train_stack(
     datasets: list[torch.Tensor],
     seeds: list[int],
-    net_config: NetConfig,
+    net_config: NetConfig | UNetConfig,
     cfg: TrainConfig,
     *,
     device: torch.device,
@@ -371,7 +462,7 @@ def _train_stack(
         params, buffers = stack_module_state(models)
         params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
         buffers = {k: v.to(device) for k, v in buffers.items()}
-        if engine == "vmap":
+        if engine == "vmap" or isinstance(net_config, UNetConfig):
             base = copy.deepcopy(models[0]).to("meta")
 
             def one(p, b, x, sigma):
@@ -445,6 +536,8 @@ def _train_stack(
                 group["lr"] = cfg.lr * factor
             optimizer.zero_grad(set_to_none=True)
             per_member.sum().backward()
+            if cfg.grad_clip is not None:
+                _clip_per_member(tensors, cfg.grad_clip, vectorized)
             optimizer.step()
             with torch.no_grad():
                 torch._foreach_lerp_(ema, tensors, 1.0 - _ema_decay(cfg, step))
@@ -554,8 +647,10 @@ def train_ensemble(
     """
     if train_config is None:
         train_config = TrainConfig()
-    if not isinstance(net_config, NetConfig):
-        raise TypeError(f"net_config must be a NetConfig, got {type(net_config).__name__}")
+    if not isinstance(net_config, (NetConfig, UNetConfig)):
+        raise TypeError(f"net_config must be a NetConfig or a UNetConfig, got {type(net_config).__name__}")
+    if train_config.loss_weighting == "edm" and not isinstance(net_config, NetConfig):
+        raise ValueError("loss_weighting='edm' needs the sigma_data of a NetConfig; use 'uniform' with a U-Net")
     if not isinstance(train_config, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig, got {type(train_config).__name__}")
     if engine not in ("stacked", "vmap"):
@@ -647,7 +742,7 @@ def train_score_model(
     return train_ensemble([data], net_config, train_config, **options)[0]
 
 
-def loss_on(model: ScoreMLP, data, sigmas: Sequence[float], *, n_noise: int = 4, seed: int = 0) -> np.ndarray:
+def loss_on(model: ScoreMLP | UNet, data, sigmas: Sequence[float], *, n_noise: int = 4, seed: int = 0) -> np.ndarray:
     """Noise-matching loss of ``model`` on ``data`` at fixed noise scales (one value per sigma).
 
     Useful to compare networks at the same noise levels (the training loss mixes all of them).

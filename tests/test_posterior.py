@@ -181,13 +181,15 @@ def test_official_probe_without_quirk_is_a_secant_close_to_the_jacobian_at_large
         official_probe_spectrum(base, data, [0.1, 0.2])
 
 
-def test_sweep_forms_products_in_chunks_when_they_do_not_fit(small, monkeypatch):
+def test_sweep_goes_point_by_point_when_the_products_do_not_fit(small, monkeypatch):
     import diffnb.posterior as post
+    import diffnb.scores as sc
 
     data, base, noise = small
     times = [0.3, 1e-3]
-    full = sweep(data, base, noise, times, order=False)["spectra"]
-    monkeypatch.setattr(post, "_MAX_PRODUCTS", 10)
+    full = sweep(data, base, noise, times, order=False)
+    monkeypatch.setattr(sc, "_MAX_PRODUCTS", 10)
     monkeypatch.setattr(post, "_CHUNK", 2000)
-    chunked = sweep(data, base, noise, times, order=False)["spectra"]
-    np.testing.assert_allclose(chunked, full, atol=1e-12)
+    chunked = sweep(data, base, noise, times, order=False)
+    np.testing.assert_allclose(chunked["spectra"], full["spectra"], atol=1e-12)
+    np.testing.assert_allclose(chunked["eigenvalues"], full["eigenvalues"], atol=1e-10)

@@ -104,9 +104,7 @@ def test_linear_score_and_jacobian(setup):
     man, _, x = setup
     C = man.covariance
     for t in (2.0, 1e-3):
-        np.testing.assert_allclose(
-            scores.linear_score(x, man.F, t), -np.linalg.solve(C + t * np.eye(12), x.T).T
-        )
+        np.testing.assert_allclose(scores.linear_score(x, man.F, t), -np.linalg.solve(C + t * np.eye(12), x.T).T)
         J = scores.linear_score_jacobian(man.F, t)
         lam = np.linalg.eigvalsh(C)
         np.testing.assert_allclose(np.linalg.eigvalsh(J), np.sort(-1 / (lam + t)), rtol=1e-10)
@@ -119,9 +117,7 @@ def test_linear_score_is_empirical_limit():
     man = LinearManifold(d=3, block_dims=(2,), scales=(1.0,), seed=0)
     data = man.sample(200_000, seed=1)
     x = np.array([[0.3, -0.2, 0.1]])
-    np.testing.assert_allclose(
-        scores.empirical_score(x, data, 4.0), scores.linear_score(x, man.F, 4.0), atol=5e-3
-    )
+    np.testing.assert_allclose(scores.empirical_score(x, data, 4.0), scores.linear_score(x, man.F, 4.0), atol=5e-3)
 
 
 @pytest.mark.parametrize("t", [0.0, -1.0, np.nan, np.inf])

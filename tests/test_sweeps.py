@@ -16,7 +16,17 @@ NAME = "empirical-memorization"
 @pytest.fixture
 def small_jobs(monkeypatch):
     """Shrink the built-in experiment to two tiny jobs (kept when Dask pickles the experiment by name)."""
-    jobs = [{"n_train": n, "seed": 1, "n_points": 3, "n_times": 4} for n in (50, 400)]
+    base = {
+        "part": "sphere",
+        "seed": 1,
+        "n_order": 3,
+        "n_spectra": 2,
+        "order_grid": [-3.0, 0.5, 4],
+        "spec_grid": [-3.0, -0.3, 4],
+        "n_population": 1_000,
+        "delta": 0.05,
+    }
+    jobs = [{**base, "n_train": n} for n in (50, 400)]
     original = experiments.REGISTRY[NAME]
     monkeypatch.setitem(
         experiments.REGISTRY,
@@ -38,7 +48,7 @@ def test_sequential_sweep_caches_and_skips(tmp_path, monkeypatch, small_jobs):
     second = run_sweep(NAME, "quick", progress=False)
     assert all(o.from_cache for o in second.outcomes)
     for a, b in zip(_arrays(first), _arrays(second), strict=True):
-        np.testing.assert_array_equal(a["spectra"], b["spectra"])
+        np.testing.assert_array_equal(a["fresh_spectrum"], b["fresh_spectrum"])
     assert "2 from the cache" in second.report()
 
 
@@ -85,7 +95,8 @@ def test_export_and_load_roundtrip(tmp_path, monkeypatch, small_jobs):
     assert [e["job"] for e in loaded] == sorted(small_jobs, key=lambda j: json.dumps(j, sort_keys=True))
     by_size = {o.job["n_train"]: o.record["result"] for o in summary.outcomes}
     for entry in loaded:
-        np.testing.assert_array_equal(entry["result"]["spectra"], by_size[entry["job"]["n_train"]]["spectra"])
+        expected = by_size[entry["job"]["n_train"]]
+        np.testing.assert_array_equal(entry["result"]["fresh_spectrum"], expected["fresh_spectrum"])
         assert {"version", "commit", "hardware", "seconds"} <= set(entry["meta"])
     assert results.load(NAME, "full", tmp_path / "results") == []
 
@@ -111,3 +122,42 @@ def test_cli_lists_experiments(capsys):
 def test_cli_rejects_unknown_scale(capsys):
     assert cli.main(["cached", "--scale", "bogus"]) == 2
     assert "valid scales" in capsys.readouterr().err
+
+
+def test_gather_reads_committed_results_and_computes_the_rest(tmp_path, monkeypatch, small_jobs):
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "results"
+    fresh = results.gather(NAME, "quick")  # quick: no committed results, no cache
+    assert fresh.sources == ["computed", "computed"] and fresh.folder is None
+    assert not (tmp_path / "cache").exists()
+    assert "2 jobs computed" in fresh.summary()
+
+    run_sweep(NAME, "paper", progress=False)
+    files = results.export(NAME, "paper", folder)
+    small, large = sorted(small_jobs, key=lambda j: j["n_train"])
+    # drop one job's files, and make another exported record stale (its job no longer matches)
+    for path in files:
+        meta = json.loads(path.read_text()) if path.suffix == ".json" else None
+        if meta and meta["job"]["n_train"] == large["n_train"]:
+            meta["job"]["n_order"] = 99
+            path.write_text(json.dumps(meta))
+    monkeypatch.setenv("DIFFNB_CACHE", "off")
+    with pytest.warns(UserWarning, match="1 of 2 jobs at scale paper have no committed result"):
+        got = results.gather(NAME, "paper", folder=folder)
+    assert got.sources == ["committed", "computed"] and got.committed == 1
+    assert got.folder == folder / NAME / "paper"
+    text = got.summary()
+    assert "loaded 1 of 2 jobs from the committed results" in text
+    assert "commit" in text and "hardware" in text and "runtime" in text
+    assert f"python -m diffnb run {NAME} --scale paper --export" in text
+    np.testing.assert_array_equal(got.results[0]["fresh_order"], fresh.results[0]["fresh_order"])
+    np.testing.assert_array_equal(got.results[1]["fresh_order"], fresh.results[1]["fresh_order"])
+    assert [job["n_train"] for job, _ in got.select(part="sphere")] == [small["n_train"], large["n_train"]]
+    assert got.select(part="probe") == []
+
+    # committed=False ignores the folder; with the cache on, a second call reads the cache
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache2"))
+    first = results.gather(NAME, "full", folder=folder)
+    second = results.gather(NAME, "full", folder=folder)
+    assert first.sources == ["computed", "computed"] and second.sources == ["cache", "cache"]
+    assert "2 cached" in second.summary()

@@ -640,21 +640,22 @@ def subset(images: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
     return images[torch.from_numpy(idx)]
 
 
-def load_subset(name: str, size: int, *, seed: int = 0, split: str = "train", **options) -> torch.Tensor:
-    """``size`` images of a data set chosen by ``seed`` (nested across sizes); options as :func:`load_images`.
+def load_subset(name: str, n: int, *, seed: int = 0, split: str = "train", **options) -> torch.Tensor:
+    """``n`` images of a data set chosen by ``seed`` (nested across ``n``); options as :func:`load_images`
+    (``size`` there is the image side length).
 
     Raises
     ------
     ValueError
-        If ``size`` exceeds the split (the message gives its size), or for any bad option.
+        If ``n`` exceeds the split (the message gives its size), or for any bad option.
     """
     if options.get("return_labels"):
         images, labels = load_images(name, split, **options)
-        idx = torch.from_numpy(subset_indices(images.shape[0], size, seed))
+        idx = torch.from_numpy(subset_indices(images.shape[0], n, seed))
         return images[idx], labels[idx]
     images = load_images(name, split, **options)
     try:
-        return subset(images, size, seed)
+        return subset(images, n, seed)
     except ValueError as exc:
         raise ValueError(f"{name} ({split} split): {exc}") from exc
 

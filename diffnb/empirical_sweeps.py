@@ -1,0 +1,226 @@
+r"""Chapter 4's sweeps of the exact empirical score, one job per data-set size.
+
+Chapter 4 measures geometric memorization with the exact empirical score on two linear manifolds:
+
+* **set (a)**, the memorization paper's synthetic data (:data:`SPHERE`): ``d = 30``, 2 coordinates at scale
+  1, 5 at scale 0.3, 23 at 0.01, every sample projected to the unit sphere;
+* **set (b)**, the spectral-gaps paper's random embedding (:func:`embedded_set`): ``d = 100``, two blocks of
+  20 latents at scales 1 and 0.3, not normalised; its blocks are the eigenspaces of the data covariance.
+
+Each function below computes one job of the registered experiment ``empirical-memorization``
+(:mod:`diffnb.experiments`) from a small JSON-able configuration, and returns **exactly what the chapter
+plots**: medians over test points of the per-block order parameter, the participation ratio, the normalised
+Jacobian spectrum and the dimension read from it. The notebook and ``python -m diffnb run`` call the same
+functions, so results computed on a cluster, exported with ``python -m diffnb export`` and committed under
+``results/`` are the chapter's own numbers (see :func:`diffnb.results.gather`).
+
+Every job draws its random numbers from its own generator, seeded by ``(seed, part, n_train)``
+(:func:`job_rng`), so a job gives the same numbers alone, in any order, or on any worker.
+
+Job configurations (``part`` selects the function; noise grids are ``[log10 t_min, log10 t_max, n]`` for
+:func:`log_grid`, or ``[t_start, t_stop, n]`` for :func:`numpy.linspace` in the probe):
+
+* ``{"part": "sphere", "n_train", "seed", "n_order", "n_spectra", "order_grid", "spec_grid", "n_population",
+  "delta"}``: :func:`sphere_sweep`;
+* ``{"part": "reference", "n_train", "seed", "n_points", "order_grid", "t_range", "n_population"}``:
+  :func:`sphere_reference`;
+* ``{"part": "probe", "n_train", "seed", "grid"}``: :func:`origin_probe`;
+* ``{"part": "embedded", "n_train", "seed", "n_points", "n_spectra", "grid"}``: :func:`embedded_sweep`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from diffnb.data import AxisAlignedManifold, LinearManifold
+from diffnb.posterior import official_probe_spectrum, sweep
+from diffnb.spectra import dimension_over_time
+
+__all__ = [
+    "EMBEDDED_BLOCKS",
+    "KINDS",
+    "PARTS",
+    "SPHERE",
+    "SPHERE_BLOCKS",
+    "embedded_set",
+    "embedded_sweep",
+    "job_rng",
+    "log_grid",
+    "origin_probe",
+    "run",
+    "sphere_reference",
+    "sphere_sweep",
+    "sphere_variances",
+]
+
+#: Set (a), the memorization paper's synthetic data, as in its official code (``d = 30``, ``d1 = 2``,
+#: ``d2 = 5``, scales 1, 0.3 and 0.01, ``is_normalized=True``).
+SPHERE = AxisAlignedManifold(30, (2, 5), (1.0, 0.3), normal_scale=0.01, normalized=True)
+#: The tangent blocks of set (a), the scale-1 pair and the scale-0.3 block.
+SPHERE_BLOCKS = (slice(0, 2), slice(2, 7))
+#: The tangent blocks of set (b), as ranges of eigenvectors of its covariance (largest first).
+EMBEDDED_BLOCKS = (slice(0, 20), slice(20, 40))
+#: The two kinds of test point near the data, noised training points and noised fresh samples.
+KINDS = ("train", "fresh")
+#: The parts of the experiment, in the order of their code in :func:`job_rng`.
+PARTS = ("sphere", "reference", "probe", "embedded")
+
+
+def log_grid(grid: Any) -> np.ndarray:
+    """Noise levels ``numpy.logspace(a, b, n)`` from a job's ``[a, b, n]`` (``a``, ``b`` are ``log10 t``)."""
+    a, b, n = grid
+    return np.logspace(float(a), float(b), int(n))
+
+
+def job_rng(job: dict[str, Any]) -> np.random.Generator:
+    """The job's own random generator, seeded by ``(seed, part, n_train)``."""
+    return np.random.default_rng([int(job["seed"]), PARTS.index(job["part"]), int(job["n_train"])])
+
+
+def sphere_variances(n_population: int, seed: int = 1) -> np.ndarray:
+    """Per-direction variances of set (a) after the projection to the sphere, averaged within each block.
+
+    Estimated from ``n_population`` samples (seed ``seed``); shape ``(30,)``: the pair, the block of 5 and
+    the 23 normal directions each share one value.
+    """
+    population = SPHERE.sample(int(n_population), seed=seed)
+    edges = [*SPHERE_BLOCKS, slice(SPHERE.m, SPHERE.d)]
+    block_var = [population[:, block].var(0).mean() for block in edges]
+    return np.repeat(block_var, [block.stop - block.start for block in edges])
+
+
+def embedded_set() -> tuple[LinearManifold, np.ndarray, np.ndarray]:
+    """Set (b): the manifold, the eigenvalues of its covariance (descending, floored at ``1e-8``) and the
+    eigenvectors as columns, in the same order."""
+    manifold = LinearManifold(d=100, block_dims=(20, 20), scales=(1.0, 0.3), seed=0)
+    eigvals, eigvecs = np.linalg.eigh(manifold.covariance)
+    eigvals, eigvecs = eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
+    return manifold, np.clip(eigvals, 1e-8, None), eigvecs
+
+
+def _test_points(kind: str, data: np.ndarray, n: int, manifold: Any, rng: np.random.Generator) -> np.ndarray:
+    """``n`` base points: training points (with replacement when ``n > P``) or fresh samples."""
+    if kind == "train":
+        P = data.shape[0]
+        return data[rng.choice(P, n, replace=P < n)]
+    return manifold.sample(n, seed=rng)
+
+
+def sphere_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Set (a) at one data-set size: order parameter, participation, spectra and dimension, both kinds.
+
+    For each kind of test point (:data:`KINDS`), ``n_order`` points ``x = y + sqrt(t) xi`` move with the
+    noise over the ``order_grid`` (order parameter of the two blocks, participation ratio); the first
+    ``n_spectra`` of them also get the exact normalised Jacobian spectrum over the ``spec_grid`` and the
+    dimension read from it (normalised values below ``1 - delta``).
+
+    Returns
+    -------
+    dict
+        ``order_times``, ``spec_times``, ``variances`` (30,); and for ``k`` in ``train``, ``fresh``, medians
+        over test points: ``{k}_order`` (order levels, 2), ``{k}_participation`` (order levels,),
+        ``{k}_spectrum`` (spectrum levels, 30; ascending at every level), ``{k}_dimension``
+        (spectrum levels,).
+    """
+    rng = job_rng(job)
+    order_times, spec_times = log_grid(job["order_grid"]), log_grid(job["spec_grid"])
+    variances = sphere_variances(job["n_population"])
+    n_order, n_spectra = int(job["n_order"]), int(job["n_spectra"])
+    data = SPHERE.sample(int(job["n_train"]), seed=rng)
+    out = {"order_times": order_times, "spec_times": spec_times, "variances": variances}
+    for kind in KINDS:
+        base = _test_points(kind, data, n_order, SPHERE, rng)
+        noise = rng.standard_normal((n_order, SPHERE.d))
+        stats = sweep(data, base, noise, order_times, variances=variances, blocks=SPHERE_BLOCKS, spectra=False)
+        spectra = sweep(data, base[:n_spectra], noise[:n_spectra], spec_times, order=False)["spectra"]
+        out[f"{kind}_order"] = np.median(stats["order"], axis=1)
+        out[f"{kind}_participation"] = np.median(stats["participation"], axis=1)
+        out[f"{kind}_spectrum"] = np.median(spectra, axis=1)
+        dims = dimension_over_time(spectra, "threshold", delta=float(job["delta"]))
+        out[f"{kind}_dimension"] = np.median(dims, axis=1)
+    return out
+
+
+def sphere_reference(job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Set (a) with very many training points, at fresh samples: the generalising reference of the order
+    parameter, over the levels of ``order_grid`` inside ``t_range``.
+
+    Returns
+    -------
+    dict
+        ``times`` (levels,), ``order`` (levels, 2) and ``participation`` (levels,), medians over the
+        ``n_points`` test points.
+    """
+    rng = job_rng(job)
+    times = log_grid(job["order_grid"])
+    lo, hi = job["t_range"]
+    times = times[(times > lo) & (times < hi)]
+    data = SPHERE.sample(int(job["n_train"]), seed=rng)
+    n = int(job["n_points"])
+    base, noise = SPHERE.sample(n, seed=rng), rng.standard_normal((n, SPHERE.d))
+    variances = sphere_variances(job["n_population"])
+    stats = sweep(data, base, noise, times, variances=variances, blocks=SPHERE_BLOCKS, spectra=False)
+    return {
+        "times": times,
+        "order": np.median(stats["order"], axis=1),
+        "participation": np.median(stats["participation"], axis=1),
+    }
+
+
+def origin_probe(job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The memorization paper's empirical-score simulation at the origin, on ``np.linspace(*grid)``.
+
+    Returns
+    -------
+    dict
+        ``times`` (levels,) and ``spectra`` (levels, 30): the raw singular values of
+        :func:`diffnb.posterior.official_probe_spectrum`, descending.
+    """
+    rng = job_rng(job)
+    start, stop, n = job["grid"]
+    times = np.linspace(float(start), float(stop), int(n))
+    data = SPHERE.sample(int(job["n_train"]), seed=rng)
+    spectra = np.array([official_probe_spectrum(np.zeros(SPHERE.d), data, t)[0] for t in times])
+    return {"times": times, "spectra": spectra}
+
+
+def embedded_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Set (b) at one data-set size: the order parameter of both bulks at both kinds of test point, and
+    (when ``n_spectra > 0``) the median normalised spectrum at fresh samples.
+
+    Returns
+    -------
+    dict
+        ``times`` (levels,); ``train_order`` and ``fresh_order`` (levels, 2), medians over the ``n_points``
+        test points; ``fresh_spectrum`` (levels, 100) when ``n_spectra > 0``.
+    """
+    rng = job_rng(job)
+    manifold, variances, eigvecs = embedded_set()
+    times = log_grid(job["grid"])
+    data = manifold.sample(int(job["n_train"]), seed=rng)
+    n, n_spectra = int(job["n_points"]), int(job["n_spectra"])
+    out = {"times": times}
+    for kind in KINDS:
+        base = _test_points(kind, data, n, manifold, rng)
+        noise = rng.standard_normal((n, manifold.d))
+        stats = sweep(
+            data, base, noise, times, variances=variances, blocks=EMBEDDED_BLOCKS, basis=eigvecs, spectra=False
+        )
+        out[f"{kind}_order"] = np.median(stats["order"], axis=1)
+        if kind == "fresh" and n_spectra > 0:
+            spectra = sweep(data, base[:n_spectra], noise[:n_spectra], times, order=False)["spectra"]
+            out["fresh_spectrum"] = np.median(spectra, axis=1)
+    return out
+
+
+_RUNNERS = {"sphere": sphere_sweep, "reference": sphere_reference, "probe": origin_probe, "embedded": embedded_sweep}
+
+
+def run(job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Run one job of chapter 4's experiment (dispatch on ``job["part"]``, one of :data:`PARTS`)."""
+    part = job.get("part")
+    if part not in _RUNNERS:
+        raise ValueError(f"job part must be one of {', '.join(PARTS)}, got {part!r}")
+    return _RUNNERS[part](job)

@@ -1,0 +1,481 @@
+r"""The memorization paper's image protocol, for chapters 6 and 7 and for long runs on a GPU.
+
+The protocol (memorization paper, digest §2.3 and §3.2): a DDPM noise predictor (linear :math:`\beta` from
+1e-4 to 0.02, ``T = 1000``) is trained on a seeded subset of ``P`` training images; at **DDPM step 15**
+(:math:`\sigma_{VP} \approx 0.063`, VE variance :math:`t = (1-\bar\alpha)/\bar\alpha \approx 4.0\times10^{-3}`)
+the singular values of the score Jacobian are computed at images, and the latent dimension is read from
+them. Repeating over ``P`` gives the dimension against the training-set size.
+
+The pieces:
+
+* :func:`step_time` — the VE variance of a DDPM step, so image spectra and theory share one time axis;
+* :func:`image_spectra` — singular values at images by exact autograd (``d`` up to a few thousand), by the
+  papers' probe with ``K = k_mult * d`` perturbations, or matrix-free (Lanczos, top values only);
+* :func:`image_dimensions` — the dimension per image: the book's threshold rule (values below 1/2 of the
+  largest, i.e. directions whose data variance exceeds the noise variance ``t``) or the paper's cliff rule;
+* :func:`copy_ratio` — distance of generated samples to their nearest training image, in units of the
+  training set's own nearest-neighbour distance (a ratio near 0 is a copy);
+* :func:`paper_job` and :func:`run_image_job` — one ``(data set, P, seed)`` point of the sweep: train (cached,
+  resumable), spectra, dimensions, samples; registered as the experiment ``images-memorization`` of
+  ``diffnb.experiments``;
+* the command line ``python -m diffnb.image_protocol`` (see :func:`main`), which runs a list of sizes for one
+  data set at ``paper`` scale on a GPU and can be interrupted and restarted at any point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffnb.schedules import VPSchedule
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+PAPER_STEP = 15
+SPECTRUM_METHODS = ("autograd", "probe", "lanczos")
+DIMENSION_RULES = ("threshold", "cliff")
+#: The cliff estimator's settings per data set in the memorization paper's plotting code (digest §2.3):
+#: ``(c, d_bar)``. The digits have no published setting; ``d_bar = 0`` and ``c = 10`` are the book's choice.
+CLIFF_SETTINGS: dict[str, tuple[float, int]] = {
+    "digits": (10.0, 0),
+    "mnist": (20.0, 100),
+    "fashion_mnist": (15.0, 200),
+    "cifar10": (10.0, 1000),
+}
+
+
+def step_time(step: int | Sequence[int] | np.ndarray = PAPER_STEP, schedule: str = "linear", T: int = 1000):
+    """VE noise variance of (0-based) DDPM step(s) on the ``"linear"`` (papers) or ``"cosine"`` schedule.
+
+    Examples
+    --------
+    >>> round(float(step_time(15)), 5)
+    0.004
+    """
+    if schedule not in ("linear", "cosine"):
+        raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+    sched = VPSchedule.linear(T) if schedule == "linear" else VPSchedule.cosine(T)
+    steps = np.asarray(step)
+    if not np.issubdtype(steps.dtype, np.integer) or np.any(steps < 0) or np.any(steps >= T):
+        raise ValueError(f"step must be integer DDPM steps in [0, {T - 1}], got {step!r}")
+    times = sched.ve_time(steps)
+    return float(times) if np.ndim(times) == 0 else times
+
+
+def image_spectra(
+    score_fn: ScoreFn,
+    images: torch.Tensor,
+    t: float,
+    *,
+    method: str = "autograd",
+    k_mult: int = 4,
+    symmetric: bool = True,
+    noise: str = "orthogonal",
+    image_shape: tuple[int, int, int] | None = None,
+    k: int = 32,
+    n_iter: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> np.ndarray:
+    """Normalised singular values of the score Jacobian at images, descending (largest = 1).
+
+    Parameters
+    ----------
+    score_fn
+        ``score_fn(x, t)`` on flat images ``(n, d)`` at VE variance ``t`` (e.g. ``trained.model.score``).
+    images
+        Flat images ``(n, d)`` (``diffnb.data.images.flatten`` turns ``(n, C, H, W)`` into that).
+    t
+        VE noise variance (e.g. :func:`step_time` of the papers' step 15).
+    method
+        ``"autograd"`` — the exact Jacobian (:func:`diffnb.jacobian.jacobian_singular_values`);
+        ``"probe"`` — the papers' ``K = k_mult * d`` perturbed copies
+        (:func:`diffnb.jacobian.probe_spectrum`, options ``k_mult``, ``symmetric``, ``noise``,
+        ``image_shape``); ``"lanczos"`` — the ``k`` largest values without forming the Jacobian
+        (:func:`diffnb.jacobian.lanczos_singular_values`, options ``k``, ``n_iter``).
+    batch_size
+        Images per Jacobian computation (``"autograd"``), or score evaluations per call (``"probe"``, times
+        256).
+    seed
+        Seed of the probe directions or of the Lanczos start vectors.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, d)`` (``(n, k)`` for ``"lanczos"``), float64.
+    """
+    from diffnb.jacobian import jacobian_singular_values, lanczos_singular_values, probe_spectrum
+
+    if method not in SPECTRUM_METHODS:
+        raise ValueError(f"method must be one of {SPECTRUM_METHODS}, got {method!r}")
+    if not isinstance(images, torch.Tensor) or images.ndim != 2:
+        raise ValueError(
+            f"images must be a flat tensor of shape (n, d); got {getattr(images, 'shape', type(images).__name__)} "
+            f"(use diffnb.data.images.flatten for (n, C, H, W))"
+        )
+    if not (isinstance(t, (int, float, np.floating)) and np.isfinite(t) and t > 0):
+        raise ValueError(f"t must be a positive finite noise variance, got {t!r}")
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size]
+        if method == "autograd":
+            sv = jacobian_singular_values(score_fn, x, float(t), batch_size=batch_size)
+        elif method == "probe":
+            sv = probe_spectrum(
+                score_fn,
+                x,
+                float(t),
+                k_mult=k_mult,
+                symmetric=symmetric,
+                noise=noise,
+                image_shape=image_shape,
+                seed=seed + start,
+                batch_size=256 * batch_size,
+            )
+        else:
+            res = lanczos_singular_values(score_fn, x, float(t), k=k, n_iter=n_iter, seed=seed + start)
+            sv = res.values / res.values[:, :1]
+        out.append(sv.detach().cpu().double())
+    return torch.cat(out).numpy()
+
+
+def image_dimensions(spectra: np.ndarray, rule: str = "threshold", **options: Any) -> np.ndarray:
+    """Latent dimension of every spectrum (one per image).
+
+    Parameters
+    ----------
+    spectra
+        Normalised singular values, shape ``(n, d)``, any order.
+    rule
+        ``"threshold"`` — the number of values below ``1 - delta`` of the largest (``delta=0.5`` by default:
+        for an exact score, tangent values are ``t / (lambda + t)``, below 1/2 exactly when the data
+        variance ``lambda`` along the direction exceeds the noise variance ``t``); ``"cliff"`` — the
+        memorization paper's second-difference estimator (options ``c``, ``d_bar``; see
+        :func:`diffnb.spectra.estimate_dimension`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Integers, shape ``(n,)``.
+    """
+    from diffnb.spectra import dimension_over_time
+
+    if rule not in DIMENSION_RULES:
+        raise ValueError(f"rule must be one of {DIMENSION_RULES}, got {rule!r}")
+    values = np.asarray(spectra, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"spectra must have shape (n, d), got {values.shape}")
+    if rule == "threshold":
+        return dimension_over_time(values, "threshold", delta=options.get("delta", 0.5))
+    return dimension_over_time(values, "cliff", **options)
+
+
+def copy_ratio(samples: torch.Tensor, train: torch.Tensor) -> np.ndarray:
+    """Distance of each sample to its nearest training image over the median nearest-neighbour distance
+    within the training set (leave-one-out).
+
+    A ratio well below 1 means a sample sits much closer to one training image than training images sit to
+    each other: a copy. The book calls a sample a copy when the ratio is below 1/3.
+
+    Parameters
+    ----------
+    samples
+        Shape ``(n, d)`` or ``(n, C, H, W)``.
+    train
+        The training set, the same trailing shape, at least two images.
+    """
+    from diffnb.data.images import nearest_neighbors
+
+    if train.shape[0] < 2:
+        raise ValueError("train must hold at least two images to define its nearest-neighbour distance")
+    to_train, _ = nearest_neighbors(samples, train)
+    within, _ = nearest_neighbors(train, train, exclude_self=True)
+    return (to_train / within.median()).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# One point of the sweep, and the command line
+# ------------------------------------------------------------------------------------------------------------
+
+
+def paper_job(dataset: str, n_train: int, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """The memorization paper's settings for one ``(data set, P, seed)`` (digest §3.2), as a job dict.
+
+    U-Net of the paper (base channels 128 for CIFAR-10, 64 for the grey data sets), DDPM linear schedule
+    with uniform steps, Adam at lr 1e-4, batch 128, 400k iterations, gradient clipping 1.0, EMA 0.9999;
+    spectra at step 15 from ``K = 4d`` symmetrised probes with the paper's per-channel orthogonal noise at
+    64 training images; dimension by the cliff rule with the paper's ``(c, d_bar)``.
+    ``overrides`` replace any top-level key (e.g. ``steps=2000`` for a trial run).
+    """
+    from diffnb.data.images import dataset_info
+
+    info = dataset_info(dataset)
+    job: dict[str, Any] = {
+        "dataset": dataset,
+        "size": None,
+        "n_train": int(n_train),
+        "seed": int(seed),
+        "model": "unet",
+        "channels": 128 if info.shape[0] == 3 else 64,
+        "steps": 400_000,
+        "batch_size": 128,
+        "lr": 1e-4,
+        "ema_decay": 0.9999,
+        "grad_clip": 1.0,
+        "schedule": "linear",
+        "step_sampling": "uniform",
+        "step": PAPER_STEP,
+        "n_eval": 64,
+        "eval_split": "train",
+        "spectrum": "probe",
+        "k_mult": 4,
+        "noise": "channel_orthogonal",
+        "n_samples": 64,
+        "sample_steps": 1000,
+        "checkpoint_every": 10_000,
+    }
+    unknown = set(overrides) - set(job)
+    if unknown:
+        raise ValueError(f"unknown job keys {sorted(unknown)}; known: {sorted(job)}")
+    job.update(overrides)
+    return job
+
+
+def run_image_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one network of the sweep (cached and resumable), then measure it.
+
+    Returns a dict of arrays: ``spectra`` ``(n_eval, d)`` at the job's step, ``dims_threshold`` and
+    ``dims_cliff`` ``(n_eval,)``, ``copy_ratio`` ``(n_samples,)`` of DDPM samples, ``samples``, ``losses``,
+    and the scalars ``t`` and ``train_seconds``.
+    """
+    from diffnb.data.images import dataset_info, load_subset
+    from diffnb.nets import NetConfig, UNetConfig
+    from diffnb.training import TrainConfig, train_score_model
+
+    info = dataset_info(job["dataset"])
+    train = load_subset(job["dataset"], job["n_train"], seed=job["seed"], size=job.get("size"), flat=True)
+    side = info.shape[1] if job.get("size") is None else int(job["size"])
+    image_shape = (info.shape[0], side, side)
+    d = train.shape[1]
+    if job["model"] == "unet":
+        net = UNetConfig.ddpm(image_shape, channels=job["channels"])
+    elif job["model"] == "mlp":
+        net = NetConfig(d=d, width=job.get("width", 256), depth=job.get("depth", 3), sigma_data=1.0)
+    else:
+        raise ValueError(f"job['model'] must be 'unet' or 'mlp', got {job['model']!r}")
+    cfg = TrainConfig(
+        steps=job["steps"],
+        batch_size=job["batch_size"],
+        lr=job["lr"],
+        ema_decay=job["ema_decay"],
+        grad_clip=job["grad_clip"],
+        schedule=job["schedule"],
+        step_sampling=job["step_sampling"],
+        lr_schedule="constant",
+        warmup_steps=0,
+        ema_warmup=False,
+        seed=job["seed"],
+    )
+    started = time.perf_counter()
+    trained = train_score_model(train, net, cfg, checkpoint_every=job.get("checkpoint_every"))
+    train_seconds = time.perf_counter() - started
+    model = trained.model
+    device = next(model.parameters()).device
+    t = step_time(job["step"], job["schedule"])
+    evaluation = (
+        train
+        if job["eval_split"] == "train"
+        else load_subset(job["dataset"], job["n_eval"], seed=job["seed"], split="test", size=job.get("size"), flat=True)
+    )
+    evaluation = evaluation[: job["n_eval"]].to(device)
+    spectra = image_spectra(
+        model.score,
+        evaluation,
+        t,
+        method=job["spectrum"],
+        k_mult=job["k_mult"],
+        noise=job["noise"],
+        image_shape=image_shape,
+        batch_size=4,
+        seed=job["seed"],
+    )
+    c, d_bar = CLIFF_SETTINGS[job["dataset"]]
+    result: dict[str, Any] = {
+        "t": t,
+        "spectra": spectra,
+        "dims_threshold": image_dimensions(spectra, "threshold"),
+        "dims_cliff": image_dimensions(spectra, "cliff", c=c, d_bar=min(d_bar, d - 3)),
+        "losses": np.asarray(trained.losses, dtype=np.float32),
+        "train_seconds": float(train_seconds if not trained.from_cache else trained.extra.get("trained_seconds", 0)),
+    }
+    if job.get("n_samples"):
+        samples = generate(
+            model.score, job["n_samples"], d, n_steps=job["sample_steps"], seed=job["seed"], device=device
+        )
+        result["samples"] = samples.cpu().numpy()
+        result["copy_ratio"] = copy_ratio(samples.cpu(), train)
+    return result
+
+
+def generate(
+    score_fn: ScoreFn,
+    n: int,
+    d: int,
+    *,
+    n_steps: int = 200,
+    t_max: float | None = None,
+    t_min: float | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Samples from a score model: the reverse SDE on a geometric grid of VE variances, then one Tweedie step.
+
+    The grid runs from ``t_max`` (default: the last step of the papers' DDPM schedule, :math:`t \\approx
+    2.5\\times10^4`) down to ``t_min`` (default: step 0, :math:`t = 10^{-4}`) in ``n_steps`` steps; the last
+    state is denoised by :math:`x + t\\,s(x, t)`, the posterior mean. Returns ``(n, d)``.
+    """
+    from diffnb.sampling import noise_grid, sample
+
+    t_max = float(step_time(999)) if t_max is None else t_max
+    t_min = float(step_time(0)) if t_min is None else t_min
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    x0 = (torch.randn(n, d, generator=gen, dtype=dtype) * t_max**0.5).to(device)
+    grid = noise_grid(t_max, t_min, n_steps)
+    cuda_gen = torch.Generator(device=device).manual_seed(int(seed)) if torch.device(device).type == "cuda" else gen
+    result = sample(score_fn, x0, grid, generator=cuda_gen, progress=False)
+    x = result.samples
+    with torch.no_grad():
+        return x + t_min * score_fn(x, torch.full((n,), t_min, dtype=x.dtype, device=x.device))
+
+
+def _int_list(text: str, minimum: int, what: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{what} must be comma-separated integers, got {text!r}") from exc
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"{what} needs integers >= {minimum}, got {text!r}")
+    return values
+
+
+def _sizes(text: str) -> list[int]:
+    return _int_list(text, 2, "--sizes")
+
+
+def _seeds(text: str) -> list[int]:
+    return _int_list(text, 0, "--seeds")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m diffnb.image_protocol --dataset mnist --sizes 1000,2000,5000,10000,60000 [options]``.
+
+    Runs the memorization paper's image protocol (:func:`paper_job`) for every size and seed, one after
+    another, through the cache: a finished point is read back, an interrupted training resumes from its last
+    checkpoint (every ``--checkpoint-every`` steps). Prints one line per point and a JSON summary of the
+    dimension against the training-set size. Set ``DIFFNB_SCALE=paper`` (the default here) and
+    ``DIFFNB_CACHE`` to a disk that survives the job; ``--steps`` shortens training for a trial run.
+    """
+    import os
+
+    os.environ.setdefault("DIFFNB_SCALE", "paper")
+    from diffnb.data.images import DATASETS
+    from diffnb.experiments import run_job
+
+    parser = argparse.ArgumentParser(
+        prog="python -m diffnb.image_protocol",
+        description=(
+            "Run the memorization paper's image protocol (DDPM U-Net, spectra at DDPM step 15, latent dimension, "
+            "copies) for one data set and a list of training-set sizes. Every point and every training "
+            "checkpoint goes to the cache (DIFFNB_CACHE), so an interrupted run resumes where it stopped."
+        ),
+    )
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--sizes", required=True, type=_sizes, help="training-set sizes, e.g. 1000,2000,5000")
+    parser.add_argument("--seeds", default=[0], type=_seeds, help="seeds, e.g. 0,1,2 (default 0)")
+    parser.add_argument("--steps", type=int, help="training steps (paper: 400000)")
+    parser.add_argument("--channels", type=int, help="U-Net base channels (paper: 128 colour, 64 grey)")
+    parser.add_argument("--model", choices=("unet", "mlp"), default="unet")
+    parser.add_argument("--size", type=int, help="image side length (default: native)")
+    parser.add_argument("--n-eval", type=int, help="images at which spectra are computed (paper default 64)")
+    parser.add_argument("--spectrum", choices=SPECTRUM_METHODS[:2], help="probe (paper) or autograd (exact)")
+    parser.add_argument("--n-samples", type=int, help="DDPM samples for the copy ratio (0: none)")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
+    args = parser.parse_args(argv)
+    seeds = args.seeds
+    overrides = {
+        key: value
+        for key, value in {
+            "steps": args.steps,
+            "channels": args.channels,
+            "model": args.model,
+            "size": args.size,
+            "n_eval": args.n_eval,
+            "spectrum": args.spectrum,
+            "n_samples": args.n_samples,
+            "checkpoint_every": args.checkpoint_every,
+        }.items()
+        if value is not None
+    }
+    summary = []
+    for n_train in args.sizes:
+        for seed in seeds:
+            job = paper_job(args.dataset, n_train, seed, **overrides)
+            record = run_job("images-memorization", job)
+            result = record["result"]
+            dims = np.asarray(result["dims_cliff"]), np.asarray(result["dims_threshold"])
+            line = {
+                "dataset": args.dataset,
+                "n_train": n_train,
+                "seed": seed,
+                "dim_cliff_mean": float(dims[0].mean()),
+                "dim_cliff_std": float(dims[0].std()),
+                "dim_threshold_mean": float(dims[1].mean()),
+                "dim_threshold_std": float(dims[1].std()),
+                "seconds": float(record["seconds"]),
+            }
+            if "copy_ratio" in result:
+                line["copy_fraction"] = float(np.mean(np.asarray(result["copy_ratio"]) < 1 / 3))
+            print(json.dumps(line), flush=True)
+            summary.append(line)
+    print(json.dumps({"summary": summary}, indent=1))
+    return 0
+
+
+def _register() -> None:
+    from diffnb.experiments import REGISTRY, register
+
+    if "images-memorization" in REGISTRY:
+        return
+
+    def jobs(scale: str) -> list[dict[str, Any]]:
+        from diffnb.config import pick
+
+        sizes = pick(
+            quick=[16, 40, 100, 250, 600, 1497],
+            full=[16, 40, 100, 250, 600, 1497],
+            paper=[1000, 2000, 3000, 5000, 10000, 20000, 60000],
+            scale=scale,
+        )
+        dataset = pick(quick="digits", full="digits", paper="mnist", scale=scale)
+        return [paper_job(dataset, n) for n in sizes]
+
+    register(
+        "images-memorization",
+        chapter="7",
+        description="latent dimension of image models against training-set size (memorization paper, Fig. 6)",
+        jobs=jobs,
+    )(run_image_job)
+
+
+_register()
+
+if __name__ == "__main__":
+    sys.exit(main())

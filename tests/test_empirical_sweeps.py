@@ -1,0 +1,116 @@
+"""Chapter 4's experiment: the job functions of diffnb.empirical_sweeps and their job lists per scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffnb import empirical_sweeps as es
+from diffnb.experiments import PAPER_SIZES, get_experiment
+from diffnb.posterior import official_probe_spectrum, sweep
+from diffnb.spectra import dimension_over_time
+
+NAME = "empirical-memorization"
+
+SPHERE_JOB = {
+    "part": "sphere",
+    "seed": 0,
+    "n_train": 60,
+    "n_order": 5,
+    "n_spectra": 3,
+    "order_grid": [-3.0, 0.5, 6],
+    "spec_grid": [-3.0, -0.3, 4],
+    "n_population": 2_000,
+    "delta": 0.05,
+}
+
+
+def test_sphere_sweep_is_the_chapters_computation():
+    """The job equals the chapter's former inline sweep: the same set, grids, test points and medians."""
+    out = es.sphere_sweep(SPHERE_JOB)
+    rng = es.job_rng(SPHERE_JOB)
+    times, spec_times = np.logspace(-3, 0.5, 6), np.logspace(-3, -0.3, 4)
+    variances = es.sphere_variances(2_000)
+    data = es.SPHERE.sample(60, seed=rng)
+    for kind in es.KINDS:
+        base = data[rng.choice(60, 5, replace=False)] if kind == "train" else es.SPHERE.sample(5, seed=rng)
+        noise = rng.standard_normal((5, 30))
+        stats = sweep(data, base, noise, times, variances=variances, blocks=es.SPHERE_BLOCKS, spectra=False)
+        spectra = sweep(data, base[:3], noise[:3], spec_times, order=False)["spectra"]
+        np.testing.assert_allclose(out[f"{kind}_order"], np.median(stats["order"], axis=1))
+        np.testing.assert_allclose(out[f"{kind}_participation"], np.median(stats["participation"], axis=1))
+        np.testing.assert_allclose(out[f"{kind}_spectrum"], np.median(spectra, axis=1))
+        dims = dimension_over_time(spectra, "threshold", delta=0.05)
+        np.testing.assert_allclose(out[f"{kind}_dimension"], np.median(dims, axis=1))
+    np.testing.assert_allclose(out["order_times"], times)
+    np.testing.assert_allclose(out["spec_times"], spec_times)
+    assert out["train_spectrum"].shape == (4, 30) and out["fresh_order"].shape == (6, 2)
+
+
+def test_jobs_are_reproducible_and_independent():
+    a = es.run(SPHERE_JOB)
+    es.run({**SPHERE_JOB, "n_train": 30})  # another job in between changes nothing
+    b = es.run(dict(SPHERE_JOB))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    other = es.run({**SPHERE_JOB, "seed": 1})
+    assert not np.array_equal(a["fresh_order"], other["fresh_order"])
+
+
+def test_sphere_variances_after_projection():
+    v = es.sphere_variances(50_000)
+    assert v.shape == (30,)
+    assert np.all(v[:2] == v[0]) and np.all(v[2:7] == v[2]) and np.all(v[7:] == v[7])
+    assert 0.3 < v[0] < 0.4 and 0.045 < v[2] < 0.07 and v[7] < 2e-4  # the digest's 0.36 / 0.057 / 1e-4
+
+
+def test_reference_probe_and_embedded_parts():
+    ref = es.run(
+        {
+            "part": "reference",
+            "seed": 0,
+            "n_train": 500,
+            "n_points": 4,
+            "order_grid": [-4.0, 1.5, 12],
+            "t_range": [3e-3, 3.0],
+            "n_population": 2_000,
+        }
+    )
+    assert np.all((ref["times"] > 3e-3) & (ref["times"] < 3.0))
+    assert ref["order"].shape == (ref["times"].size, 2) and ref["participation"].shape == ref["times"].shape
+
+    probe_job = {"part": "probe", "seed": 0, "n_train": 40, "grid": [1.0, 0.01, 3]}
+    probe = es.run(probe_job)
+    np.testing.assert_allclose(probe["times"], [1.0, 0.505, 0.01])
+    data = es.SPHERE.sample(40, seed=es.job_rng(probe_job))
+    np.testing.assert_allclose(probe["spectra"][1], official_probe_spectrum(np.zeros(30), data, 0.505)[0])
+
+    job = {"part": "embedded", "seed": 0, "n_train": 80, "n_points": 4, "n_spectra": 2, "grid": [-1.0, 0.5, 3]}
+    emb = es.run(job)
+    assert emb["train_order"].shape == (3, 2) and emb["fresh_spectrum"].shape == (3, 100)
+    assert "fresh_spectrum" not in es.run({**job, "n_spectra": 0})
+    _, eigvals, eigvecs = es.embedded_set()
+    assert np.all(np.diff(eigvals) <= 0) and eigvals.min() >= 1e-8
+    np.testing.assert_allclose(eigvecs.T @ eigvecs, np.eye(100), atol=1e-10)
+
+
+def test_unknown_part_is_rejected():
+    with pytest.raises(ValueError, match="part must be one of"):
+        es.run({"part": "nope", "seed": 0, "n_train": 1})
+
+
+def test_job_lists_per_scale():
+    experiment = get_experiment(NAME)
+    paper = experiment.jobs("paper")
+    sphere = [j for j in paper if j["part"] == "sphere"]
+    assert [j["n_train"] for j in sphere] == PAPER_SIZES == [10, 50, 100, 250, 500, 1000, 2500, 5000, 20000]
+    assert all(j["spec_grid"][2] == 100 for j in sphere)  # the paper's number of noise levels
+    probes = [j for j in paper if j["part"] == "probe"]
+    assert probes and all(j["grid"] == [1.0, 0.01, 100] for j in probes)  # the paper's grid
+    assert 1000 in [j["n_train"] for j in probes]  # the paper's size for its empirical-score panel
+    for scale in ("quick", "full", "paper"):
+        jobs = experiment.jobs(scale)
+        assert {j["part"] for j in jobs} == set(es.PARTS)
+        assert len({str(sorted(j.items())) for j in jobs}) == len(jobs)  # no duplicate jobs
+        assert sum(j["part"] == "reference" for j in jobs) == 1
+        assert any(j["part"] == "embedded" and j["n_spectra"] > 0 for j in jobs)
