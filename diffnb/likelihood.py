@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from diffnb._progress import tqdm
 from diffnb.metrics import LinearFrame
 
 __all__ = ["floor_log_likelihood", "AffineCoupling", "CouplingFlow", "FlowTraining", "train_flow"]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from diffnb._progress import tqdm
 from diffnb._validation import check_finite
 from diffnb.schedules import ve_score_from_vp
 

@@ -16,9 +16,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from diffnb import cache
+from diffnb._progress import tqdm
 from diffnb.config import get_scale
 from diffnb.experiments import Job, get_experiment, run_job
 

@@ -50,7 +50,6 @@ import math
 import multiprocessing
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -58,11 +57,8 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing, then falls back to text
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
-
 from diffnb import cache
+from diffnb._progress import tqdm
 from diffnb._validation import dataclass_from_dict
 from diffnb.config import get_device
 from diffnb.nets import NetConfig, ScoreMLP, UNet, UNetConfig, build_model, config_from_dict, stacked_forward
