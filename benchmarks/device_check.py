@@ -188,9 +188,7 @@ def main() -> None:
     shapes = [(1, 8, 8)] if quick else [(1, 28, 28), (3, 32, 32)]
     for shape, mode, params, rate in throughput(device, shapes, 32 if quick else 128, 3.0 if quick else 20.0):
         hours = 400_000 / rate / 3600
-        print(
-            f"   {shape:<12} {mode:<14} {params / 1e6:6.1f} M params {rate:8.2f} steps/s  400k steps: {hours:6.1f} h"
-        )
+        print(f"   {shape:<12} {mode:<14} {params / 1e6:6.1f} M params {rate:8.2f} steps/s  400k steps: {hours:6.1f} h")
 
     print("\n4. one image's spectrum at step 15")
     side = 8 if quick else 28
