@@ -117,3 +117,9 @@ def dataclass_from_dict(cls: type, values: dict) -> Any:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
     return cls(**values)
+
+
+def check_choice(value: Any, choices: Any, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the allowed values if ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffnb._validation import check_choice
 from diffnb.schedules import VPSchedule
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -113,8 +114,7 @@ def image_spectra(
     """
     from diffnb.jacobian import jacobian_singular_values, lanczos_singular_values, probe_spectrum
 
-    if method not in SPECTRUM_METHODS:
-        raise ValueError(f"method must be one of {SPECTRUM_METHODS}, got {method!r}")
+    check_choice(method, SPECTRUM_METHODS, "method")
     if not isinstance(images, torch.Tensor) or images.ndim != 2:
         raise ValueError(
             f"images must be a flat tensor of shape (n, d); got {getattr(images, 'shape', type(images).__name__)} "
@@ -167,8 +167,7 @@ def image_dimensions(spectra: np.ndarray, rule: str = "threshold", **options: An
     """
     from diffnb.spectra import dimension_over_time
 
-    if rule not in DIMENSION_RULES:
-        raise ValueError(f"rule must be one of {DIMENSION_RULES}, got {rule!r}")
+    check_choice(rule, DIMENSION_RULES, "rule")
     values = np.asarray(spectra, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"spectra must have shape (n, d), got {values.shape}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacfwd, jacrev, vmap
 
-from diffnb._validation import check_finite, check_times
+from diffnb._validation import check_choice, check_finite, check_times
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS = ("autograd", "central", "probe")
@@ -141,8 +141,7 @@ def score_jacobian(
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor of shape (n, d), got {type(x).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice(method, METHODS, "method")
     single = x.ndim == 1
     X = x[None] if single else x
     if X.ndim != 2:
@@ -247,6 +246,38 @@ def _expand_vectors(X: torch.Tensor, V: torch.Tensor, name: str) -> tuple[torch.
     )
 
 
+def _jvp(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.func.jvp(fn, (z,), (w,))[1]
+
+
+def _vjp(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.func.vjp(fn, z)[1](w)[0]
+
+
+def _batched_products(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    t: float | torch.Tensor,
+    vectors: torch.Tensor,
+    name: str,
+    batch_size: int,
+    product: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``product(score at t_i, x_i, w)`` for every point and every one of its vectors, in row batches."""
+    X, single = _check_batch(x)
+    times = check_times(t, X.shape[0], like=X)
+    W, k = _expand_vectors(X, vectors[None] if single else vectors, name)
+    Xr, Tr = (X, times) if k is None else (X.repeat_interleave(k, 0), times.repeat_interleave(k))
+    out = []
+    for start in range(0, Xr.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        ts = Tr[sl]
+        out.append(product(lambda z, ts=ts: score_fn(z, ts), Xr[sl], W[sl]))
+    result = torch.cat(out)
+    result = result if k is None else result.reshape(X.shape[0], k, -1)
+    return result[0] if single else result
+
+
 def jacobian_vector_product(
     score_fn: ScoreFn, x: torch.Tensor, t: float | torch.Tensor, v: torch.Tensor, *, batch_size: int = 4096
 ) -> torch.Tensor:
@@ -270,18 +301,7 @@ def jacobian_vector_product(
     torch.Tensor
         Same shape as ``v``.
     """
-    X, single = _check_batch(x)
-    times = check_times(t, X.shape[0], like=X)
-    V, k = _expand_vectors(X, v[None] if single else v, "v")
-    Xr, Tr = (X, times) if k is None else (X.repeat_interleave(k, 0), times.repeat_interleave(k))
-    out = []
-    for start in range(0, Xr.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        ts = Tr[sl]
-        out.append(torch.func.jvp(lambda z, ts=ts: score_fn(z, ts), (Xr[sl],), (V[sl],))[1])
-    result = torch.cat(out)
-    result = result if k is None else result.reshape(X.shape[0], k, -1)
-    return result[0] if single else result
+    return _batched_products(score_fn, x, t, v, "v", batch_size, _jvp)
 
 
 def vector_jacobian_product(
@@ -291,19 +311,7 @@ def vector_jacobian_product(
 
     Arguments as in :func:`jacobian_vector_product`, with cotangents ``u`` in place of ``v``.
     """
-    X, single = _check_batch(x)
-    times = check_times(t, X.shape[0], like=X)
-    U, k = _expand_vectors(X, u[None] if single else u, "u")
-    Xr, Tr = (X, times) if k is None else (X.repeat_interleave(k, 0), times.repeat_interleave(k))
-    out = []
-    for start in range(0, Xr.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        ts = Tr[sl]
-        _, pullback = torch.func.vjp(lambda z, ts=ts: score_fn(z, ts), Xr[sl])
-        out.append(pullback(U[sl])[0])
-    result = torch.cat(out)
-    result = result if k is None else result.reshape(X.shape[0], k, -1)
-    return result[0] if single else result
+    return _batched_products(score_fn, x, t, u, "u", batch_size, _vjp)
 
 
 @dataclass
@@ -480,8 +488,7 @@ def probe_directions(
     ``image_shape`` ``(C, H, W)`` with ``H == W`` and ``C * H * W == d`` is needed for
     ``"channel_orthogonal"``.
     """
-    if noise not in PROBE_NOISES:
-        raise ValueError(f"noise must be one of {PROBE_NOISES}, got {noise!r}")
+    check_choice(noise, PROBE_NOISES, "noise")
     if not isinstance(n_directions, int) or n_directions < 1:
         raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
     if noise == "gaussian":

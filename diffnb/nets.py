@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffnb._validation import dataclass_from_dict
+from diffnb._validation import check_choice, dataclass_from_dict
 from diffnb.schedules import VPSchedule
 
 PARAMETRIZATIONS = ("eps", "x0", "edm")
@@ -111,12 +111,9 @@ class NetConfig:
 
     def __post_init__(self) -> None:
         _check_sizes(self, ("d", "width", "depth", "emb_hidden"))
-        if self.noise_input not in NOISE_INPUTS:
-            raise ValueError(f"noise_input must be one of {NOISE_INPUTS}, got {self.noise_input!r}")
-        if self.parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {self.parametrization!r}")
-        if self.conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
+        check_choice(self.noise_input, NOISE_INPUTS, "noise_input")
+        check_choice(self.parametrization, PARAMETRIZATIONS, "parametrization")
+        check_choice(self.conditioning, CONDITIONINGS, "conditioning")
         if not (math.isfinite(self.sigma_data) and self.sigma_data > 0):
             raise ValueError(f"sigma_data must be positive and finite, got {self.sigma_data}")
         if not 0 <= self.dropout < 1:
@@ -473,10 +470,8 @@ class UNetConfig:
         bad = [self.channels * m for m in self.channel_mults if (self.channels * m) % self.groups]
         if bad:
             raise ValueError(f"groups={self.groups} must divide every channel count, but not {bad}")
-        if self.noise_input not in UNET_NOISE_INPUTS:
-            raise ValueError(f"noise_input must be one of {UNET_NOISE_INPUTS}, got {self.noise_input!r}")
-        if self.schedule not in UNET_SCHEDULES:
-            raise ValueError(f"schedule must be one of {UNET_SCHEDULES}, got {self.schedule!r}")
+        check_choice(self.noise_input, UNET_NOISE_INPUTS, "noise_input")
+        check_choice(self.schedule, UNET_SCHEDULES, "schedule")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 

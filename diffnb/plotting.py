@@ -38,7 +38,7 @@ def use_style(context: str = "notebook") -> None:
 
 
 def time_colors(times: Sequence[float], cmap: str = "viridis") -> tuple[list, mpl.colors.Normalize]:
-    """Colours for curves indexed by noise level ``t`` on a log scale (dark = small ``t``)."""
+    """Colours for curves indexed by noise level ``t`` (or any positive quantity) on a log scale (dark = small)."""
     times = np.asarray(times, dtype=float)
     norm = mpl.colors.LogNorm(vmin=times.min(), vmax=times.max())
     cm = mpl.colormaps[cmap]
@@ -363,14 +363,13 @@ def spectra_by_size(
     if spectra.ndim != 3 or spectra.shape[0] != sizes.size:
         raise ValueError(f"spectra must have shape (len(sizes), n_images, d), got {spectra.shape}")
     desc = -np.sort(-spectra, axis=-1)
-    norm = mpl.colors.LogNorm(vmin=sizes.min(), vmax=sizes.max())
-    cm = mpl.colormaps[cmap]
+    colors, norm = time_colors(sizes, cmap)  # log-scaled colours, here of the size
     ranks = np.arange(1, desc.shape[-1] + 1)
-    for size, rows in zip(sizes, desc, strict=True):
+    for color, rows in zip(colors, desc, strict=True):
         mean, std = rows.mean(axis=0), rows.std(axis=0)
-        ax.plot(ranks, mean, color=cm(norm(size)), lw=1.2)
+        ax.plot(ranks, mean, color=color, lw=1.2)
         if band:
-            ax.fill_between(ranks, mean - std, mean + std, color=cm(norm(size)), alpha=0.15, lw=0)
+            ax.fill_between(ranks, mean - std, mean + std, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("rank (descending)")
     ax.set_ylabel("normalised singular value")
     if colorbar:

@@ -186,12 +186,20 @@ def posterior_covariance(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol
     Shape ``(d, d)`` or ``(n, d, d)``.
     """
     X, Y, y_sq, times, single, as_numpy = _prepare(x, data, t)
+    cov = _posterior_covariances(X, Y, y_sq, times, weight_tol)
+    return to_output(cov[0] if single else cov, as_numpy)
+
+
+def _posterior_covariances(
+    X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor, weight_tol: float
+) -> torch.Tensor:
+    """:math:`\\mathrm{Cov}_w` at every point, ``(n, d, d)``, from checked inputs."""
     W = _log_weights(X, Y, y_sq, times).exp()
     cov = torch.empty(X.shape[0], Y.shape[1], Y.shape[1], dtype=X.dtype, device=X.device)
     for i, w in enumerate(W):
         A = _active_centered(w, Y, weight_tol)
         cov[i] = A.T @ A
-    return to_output(cov[0] if single else cov, as_numpy)
+    return cov
 
 
 def empirical_score_jacobian(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0) -> ArrayLike:
@@ -200,7 +208,7 @@ def empirical_score_jacobian(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight
     Parameters as in :func:`posterior_covariance`. Returns ``(d, d)`` or ``(n, d, d)``; it is symmetric.
     """
     X, Y, y_sq, times, single, as_numpy = _prepare(x, data, t)
-    cov = posterior_covariance(X, Y, times, weight_tol=weight_tol)
+    cov = _posterior_covariances(X, Y, y_sq, times, weight_tol)  # checked once, above
     eye = torch.eye(Y.shape[1], dtype=X.dtype, device=X.device)
     J = (cov / times[:, None, None] - eye) / times[:, None, None]
     return to_output(J[0] if single else J, as_numpy)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffnb._validation import as_float_array, check_finite_array
+from diffnb._validation import as_float_array, check_choice, check_finite_array
 
 __all__ = [
     "DIMENSION_METHODS",
@@ -103,8 +103,7 @@ def normalize_spectrum(values: Any, *, drop_largest: int = 0, descending: bool =
 
 
 def _options(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    if method not in DIMENSION_METHODS:
-        raise ValueError(f"method must be one of {DIMENSION_METHODS}, got {method!r}")
+    check_choice(method, DIMENSION_METHODS, "method")
     allowed = _DEFAULTS[method]
     unknown = set(options) - set(allowed)
     if unknown:
@@ -516,8 +515,7 @@ def mean_jacobian_spectra(
     """
     from diffnb.jacobian import score_jacobian
 
-    if scale not in MEAN_SPECTRUM_SCALES:
-        raise ValueError(f"scale must be one of {MEAN_SPECTRUM_SCALES}, got {scale!r}")
+    check_choice(scale, MEAN_SPECTRUM_SCALES, "scale")
     if isinstance(points, torch.Tensor):
         X = points.detach()
         if dtype is not None:
@@ -711,8 +709,7 @@ def normal_bulk_width(spectra: Any, n_tangent: int, *, convention: str = "singul
         Shape ``spectra.shape[:-1]``. At levels where some tangent values are still among the largest ones
         (trivial phase) the result is a lower bound of the width.
     """
-    if convention not in SPECTRUM_CONVENTIONS:
-        raise ValueError(f"convention must be one of {SPECTRUM_CONVENTIONS}, got {convention!r}")
+    check_choice(convention, SPECTRUM_CONVENTIONS, "convention")
     array = _as_array(spectra, "spectra")
     k = array.shape[-1]
     if not isinstance(n_tangent, (int, np.integer)) or isinstance(n_tangent, bool) or not 1 <= n_tangent < k:
@@ -814,8 +811,7 @@ def classify_phases(
     >>> round(res.t_trivial / (2.0 * 0.9 / 0.1), 2), round(res.t_consolidation / (0.5 * 0.1 / 0.9), 2)
     (1.0, 1.0)
     """
-    if convention not in SPECTRUM_CONVENTIONS:
-        raise ValueError(f"convention must be one of {SPECTRUM_CONVENTIONS}, got {convention!r}")
+    check_choice(convention, SPECTRUM_CONVENTIONS, "convention")
     try:
         delta = float(delta)
     except (TypeError, ValueError) as exc:

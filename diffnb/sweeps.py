@@ -18,6 +18,7 @@ from typing import Any
 
 from diffnb import cache
 from diffnb._progress import tqdm
+from diffnb._validation import check_choice
 from diffnb.config import get_scale
 from diffnb.experiments import Job, get_experiment, run_job
 
@@ -112,8 +113,7 @@ def _client(address: str | None, cluster: str | None, n_workers: int | None, clu
     if address is not None:
         return Client(address), None
     if cluster is not None:
-        if cluster not in CLUSTERS:
-            raise ValueError(f"cluster must be one of {CLUSTERS}, got {cluster!r}")
+        check_choice(cluster, CLUSTERS, "cluster")
         try:
             import dask_jobqueue
         except ImportError as exc:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import copy
+import functools
 import math
 import multiprocessing
 import os
@@ -59,7 +60,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from diffnb import cache
 from diffnb._progress import tqdm
-from diffnb._validation import dataclass_from_dict
+from diffnb._validation import check_choice, dataclass_from_dict
 from diffnb.config import get_device
 from diffnb.nets import NetConfig, ScoreMLP, UNet, UNetConfig, build_model, config_from_dict, stacked_forward
 from diffnb.schedules import VPSchedule
@@ -170,14 +171,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.schedule not in NOISE_SCHEDULES:
-            raise ValueError(f"schedule must be one of {NOISE_SCHEDULES}, got {self.schedule!r}")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.loss_weighting, LOSS_WEIGHTINGS, "loss_weighting")
+        check_choice(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
+        check_choice(self.schedule, NOISE_SCHEDULES, "schedule")
         if self.step_sampling is not None and self.step_sampling not in STEP_SAMPLINGS:
             raise ValueError(f"step_sampling must be None or one of {STEP_SAMPLINGS}, got {self.step_sampling!r}")
         if self.schedule == "ve" and self.step_sampling is not None:
@@ -196,15 +193,6 @@ class TrainConfig:
             isinstance(self.grad_clip, (int, float)) and math.isfinite(self.grad_clip) and self.grad_clip > 0
         ):
             raise ValueError(f"grad_clip must be None or a positive finite norm, got {self.grad_clip!r}")
-
-    @property
-    def ddpm_schedule(self) -> VPSchedule | None:
-        """The DDPM schedule whose noise levels are drawn, or ``None`` for ``schedule="ve"``."""
-        if self.schedule == "linear":
-            return VPSchedule.linear(self.T, self.beta_start, self.beta_end)
-        if self.schedule == "cosine":
-            return VPSchedule.cosine(self.T)
-        return None
 
     @classmethod
     def official(cls, steps: int = 2_000_000, seed: int = 42) -> TrainConfig:
@@ -323,6 +311,13 @@ def _ema_decay(cfg: TrainConfig, step: int) -> float:
     return cfg.ema_decay
 
 
+@functools.lru_cache(maxsize=8)
+def _step_sigmas(schedule: str, T: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """VE noise scales of the DDPM steps, built once per schedule rather than at every chunk of draws."""
+    sched = VPSchedule.linear(T, beta_start, beta_end) if schedule == "linear" else VPSchedule.cosine(T)
+    return torch.from_numpy(np.sqrt(sched.ve_time(np.arange(T)))).float()
+
+
 def _draw(generators, sizes, cfg: TrainConfig, d: int, steps: int):
     """Random draws of ``steps`` consecutive steps for every member, in a fixed order per member.
 
@@ -330,16 +325,15 @@ def _draw(generators, sizes, cfg: TrainConfig, d: int, steps: int):
     ``(steps, K, B, d)``.
     """
     idx, sig, noise = [], [], []
-    schedule = cfg.ddpm_schedule
-    if schedule is None:
+    if cfg.schedule == "ve":
         sigma_min, sigma_max = cfg.sigma_min, cfg.sigma_max
     else:
-        table = torch.from_numpy(np.sqrt(schedule.ve_time(np.arange(cfg.T)))).float()
+        table = _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)
         sigma_min, sigma_max = float(table[0]), float(table[-1])
     log_ratio = math.log(sigma_max / sigma_min)
     for gen, size in zip(generators, sizes, strict=True):
         idx.append(torch.randint(size, (steps, cfg.batch_size), generator=gen))
-        if schedule is not None and cfg.step_sampling in (None, "uniform"):
+        if cfg.schedule != "ve" and cfg.step_sampling in (None, "uniform"):
             sig.append(table[torch.randint(cfg.T, (steps, cfg.batch_size), generator=gen)])
         else:
             u = torch.rand((steps, cfg.batch_size), generator=gen)

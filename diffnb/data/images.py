@@ -52,6 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffnb._validation import check_choice
+
 __all__ = [
     "DATASETS",
     "DataFile",
@@ -597,8 +599,7 @@ def load_images(
     (torch.Size([1497, 64]), -1.0, 1.0)
     """
     info = dataset_info(name)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_choice(split, SPLITS, "split")
     side = _check_size(info, size)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
