@@ -6,15 +6,18 @@ and 50 noise levels from 1e-3 to 10 the normalised singular-value spectrum of th
 computed three ways:
 
 (a) exact     ``diffnb.spectra.score_spectra_over_time``: the Jacobians of all 800 (point, level) pairs by
-              ``torch.func.jacrev`` vectorised with ``vmap`` (``score_jacobian(method="autograd")``), then one
-              batched ``svdvals``;
+              reverse mode, one ``torch.func.vjp`` per batch of pairs with the ``d`` basis cotangents pulled
+              back together under ``vmap`` (``score_jacobian(method="autograd")``), then the singular values
+              of all of them at once (``diffnb.jacobian.singular_values``: float64 Gram matrix, symmetric
+              eigensolver);
 (b) probe     the papers' estimator as their code runs it (spectral-gaps Algorithm 1, the memorization
               paper's ``analyze_spectrum.py``): for every point and level, a fresh random orthogonal matrix
               ``U`` (``scipy.stats.ortho_group``, as there), the scores at the ``d`` points ``x0 + sqrt(t) U_k``
               in one batch, the singular values of the score matrix divided by ``sqrt(t)``, the largest
               dropped (it carries the score itself);
 (c) probe, batched  the same estimator through ``diffnb.jacobian`` (``method="probe"``, one-sided, one random
-              frame), all pairs in large batches — how fast the probe can be when written for throughput;
+              frame), all pairs in large batches, singular values as in (a) — how fast the probe can be
+              when written for throughput;
 (d) central, batched  Algorithm 2: central differences across the same step, ``2d`` scores per pair.
 
 Errors are against (a), after the same post-processing (largest value dropped for (a)-(c), divided by the
@@ -35,7 +38,7 @@ from scipy.stats import ortho_group
 from threadpoolctl import threadpool_limits
 
 from diffnb.data import LinearManifold
-from diffnb.jacobian import score_jacobian
+from diffnb.jacobian import score_jacobian, singular_values
 from diffnb.nets import NetConfig
 from diffnb.spectra import dimension_over_time, score_spectra_over_time
 from diffnb.training import TrainConfig, train_score_model
@@ -76,7 +79,7 @@ def probe_batched(score_fn, X: torch.Tensor, times: np.ndarray, symmetric: bool 
     X_rep = X.repeat_interleave(times.size, dim=0)
     t_rep = torch.as_tensor(np.tile(times, n), dtype=X.dtype)
     M = score_jacobian(score_fn, X_rep, t_rep, method="probe", symmetric=symmetric, seed=0, batch_size=8192)
-    sv = torch.linalg.svdvals(M)
+    sv = singular_values(M)
     if not symmetric:
         sv = sv[:, 1:]
     sv = (sv / sv[:, :1]).numpy()[:, ::-1]

@@ -126,14 +126,27 @@ def set_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+#: printed under :func:`describe` when ``paper`` scale runs without a GPU
+PAPER_ON_CPU_NOTE = (
+    "note: paper scale without a GPU. A chapter that finds committed paper-scale results under results/ "
+    "loads them; one that does not trains at the papers' budgets, which takes days on a CPU. "
+    "`full` is the scale for a CPU."
+)
+
+
 def describe() -> str:
-    """One line naming the package and torch versions, the scale and the device (for first cells)."""
+    """The package, torch and numpy versions, the scale and the device, for a notebook's first cell.
+
+    One line, and a second one (:data:`PAPER_ON_CPU_NOTE`) when ``paper`` scale runs on a CPU.
+    """
     from diffnb import __version__
 
-    return (
-        f"diffnb {__version__} | torch {torch.__version__} | numpy {np.__version__} | "
-        f"scale={get_scale()} | device={get_device()}"
-    )
+    scale, device = get_scale(), get_device()
+    versions = f"diffnb {__version__} | torch {torch.__version__} | numpy {np.__version__}"
+    line = f"{versions} | scale={scale} | device={device}"
+    if scale == "paper" and device.type == "cpu":
+        line += "\n" + PAPER_ON_CPU_NOTE
+    return line
 
 
 def _main() -> int:

@@ -371,7 +371,7 @@ def score_spectra_over_time(
     numpy.ndarray
         Shape ``(n_points, n_times, d)``, ascending along the last axis.
     """
-    from diffnb.jacobian import score_jacobian
+    from diffnb.jacobian import score_jacobian, singular_values
 
     if isinstance(points, torch.Tensor):
         X = points.detach()
@@ -395,7 +395,7 @@ def score_spectra_over_time(
             raise ValueError(f"noise must have the shape of points {tuple(X.shape)}, got {tuple(xi.shape)}")
         X_rep = X_rep + t_rep.sqrt()[:, None] * xi.repeat_interleave(k, dim=0)
     J = score_jacobian(score_fn, X_rep, t_rep, method=method, **options)
-    sv = torch.linalg.svdvals(J.detach()).cpu().numpy().astype(np.float64)
+    sv = singular_values(J.detach()).cpu().numpy().astype(np.float64)
     sv = np.sort(sv, axis=-1).reshape(n, k, d)
     if normalize:
         sv = sv / sv[..., -1:]
@@ -513,7 +513,7 @@ def mean_jacobian_spectra(
     >>> [round(float(v), 3) for v in sv[0]]
     [0.2, 0.5, 1.0, 1.0]
     """
-    from diffnb.jacobian import score_jacobian
+    from diffnb.jacobian import score_jacobian, singular_values
 
     check_choice(scale, MEAN_SPECTRUM_SCALES, "scale")
     if isinstance(points, torch.Tensor):
@@ -536,7 +536,7 @@ def mean_jacobian_spectra(
     for k, level in enumerate(t):
         x = X if xi is None else X + float(np.sqrt(level)) * xi
         J = score_jacobian(score_fn, x, float(level), method=method, **options).detach().mean(dim=0)
-        sv = torch.linalg.svdvals(J.to(torch.float64)).cpu().numpy()
+        sv = singular_values(J.to(torch.float64)).cpu().numpy()
         if scale == "t":
             sv = sv * level
         elif scale == "max":

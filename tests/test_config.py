@@ -65,3 +65,14 @@ def test_set_threads_roundtrip():
 def test_describe_names_versions():
     line = config.describe()
     assert "diffnb" in line and "torch" in line and "scale=" in line
+
+
+def test_describe_warns_about_paper_scale_on_cpu(monkeypatch):
+    monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cpu"))
+    monkeypatch.setenv("DIFFNB_SCALE", "paper")
+    assert config.PAPER_ON_CPU_NOTE in config.describe()
+    monkeypatch.setenv("DIFFNB_SCALE", "full")
+    assert config.PAPER_ON_CPU_NOTE not in config.describe()
+    monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cuda"))
+    monkeypatch.setenv("DIFFNB_SCALE", "paper")
+    assert config.PAPER_ON_CPU_NOTE not in config.describe()

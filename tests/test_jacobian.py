@@ -4,7 +4,7 @@ import torch
 
 from diffnb import scores
 from diffnb.data import LinearManifold
-from diffnb.jacobian import probe_singular_values, random_orthogonal, score_jacobian
+from diffnb.jacobian import probe_singular_values, random_orthogonal, score_jacobian, singular_values
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,53 @@ def test_methods_agree_on_empirical_score(problem):
     torch.testing.assert_close(central_random, exact, rtol=1e-6, atol=1e-6)
 
 
-def test_chunked_jacrev_matches(problem):
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_chunked_autograd_matches(problem, mode):
     _, data, x = problem
     fn = scores.make_empirical_score(data)
-    torch.testing.assert_close(score_jacobian(fn, x, 0.3, chunk_size=3), score_jacobian(fn, x, 0.3))
+    whole = score_jacobian(fn, x, 0.3, mode=mode)
+    torch.testing.assert_close(score_jacobian(fn, x, 0.3, mode=mode, chunk_size=3, batch_size=3), whole)
+
+
+def test_autograd_handles_rows_independently():
+    """Points in one batch do not leak into each other's Jacobians, even with Python control flow."""
+    A = torch.tensor([[2.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
+
+    def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = -x / t[:, None]
+        if bool((x[:, 0] > 0).any()):  # data-dependent branch on the whole batch: not vmap-able point by point
+            out = out + torch.where(x[:, :1] > 0, x @ A.T, torch.zeros_like(x))
+        return out
+
+    x = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [0.5, -0.5]], dtype=torch.float64)
+    t = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    J = score_jacobian(score_fn, x, t)
+    eye = torch.eye(2, dtype=torch.float64)
+    expected = torch.stack([-eye / 0.5 + A, -eye / 1.0, -eye / 2.0 + A])
+    torch.testing.assert_close(J, expected)
+
+
+def test_singular_values_through_float64_gram():
+    gen = torch.Generator().manual_seed(0)
+    M64 = torch.randn(5, 30, 30, generator=gen, dtype=torch.float64) @ torch.diag(
+        torch.logspace(-4, 0, 30, dtype=torch.float64)
+    )
+    reference = torch.linalg.svdvals(M64)
+    torch.testing.assert_close(singular_values(M64), reference, rtol=0, atol=0)  # float64: the SVD itself
+    M32 = M64.float()
+    from_gram = singular_values(M32)
+    assert from_gram.dtype == torch.float64
+    assert bool((from_gram[:, :-1] >= from_gram[:, 1:]).all())
+    exact32 = torch.linalg.svdvals(M32.double())  # exact singular values of the float32 matrix
+    assert float(((from_gram - exact32).abs() / exact32[:, :1]).max()) < 1e-9
+    # and more accurate than a float32 SVD
+    svd32 = torch.linalg.svdvals(M32).double()
+    assert float((from_gram - exact32).abs().max()) < float((svd32 - exact32).abs().max())
+    for shape in [(12, 5), (5, 12)]:
+        R = torch.randn(*shape, generator=gen)
+        torch.testing.assert_close(singular_values(R), torch.linalg.svdvals(R.double()), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="M must have at least 2"):
+        singular_values(torch.ones(3))
 
 
 def test_probe_is_exact_for_linear_score(problem):
