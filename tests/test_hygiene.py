@@ -58,6 +58,23 @@ def test_notebook_kernel_is_python3(path: Path):
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
 
 
+#: code lines wider than this scroll sideways in the rendered book
+CODE_WIDTH = 79
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_fits_the_page(path: Path):
+    nb = json.loads(path.read_text())
+    long = [
+        f"cell {k}: {line[:50]}..."
+        for k, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        for line in "".join(cell["source"]).splitlines()
+        if len(line) > CODE_WIDTH
+    ]
+    assert not long, f"{path.name}: code lines over {CODE_WIDTH} characters:\n" + "\n".join(long)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_prints_versions_first(path: Path):
     nb = json.loads(path.read_text())
