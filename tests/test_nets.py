@@ -58,7 +58,9 @@ def test_autograd_jacobian_of_network_matches_central_differences():
     J = score_jacobian(net.score, x, t, method="autograd")
     Jc = score_jacobian(net.score, x, t, method="central")
     assert J.shape == (4, 6, 6)
+    assert not J.requires_grad  # the parameters require grad; the Jacobian is a plain tensor
     torch.testing.assert_close(J, Jc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(score_jacobian(net.score, x, t, mode="fwd"), J)
 
 
 def test_config_round_trip_and_overrides():
