@@ -1,7 +1,7 @@
 """All eigenvalues of the empirical-score Jacobian: closed form against the two baselines.
 
 (a) closed form   ``diffnb.scores.empirical_jacobian_eigvals``: second-order Tweedie, Gram matrix when few
-                  points carry weight, negligible weights skipped;
+                  points carry weight, negligible weights skipped, a symmetric rank-k update otherwise;
 (b) probe         the papers' estimator with central differences (``score_jacobian(method="probe")``:
                   2d score evaluations in one batched call, then ``eigvalsh`` of the symmetric part);
 (c) jacrev        ``torch.func.jacrev`` of the empirical score, vmapped over the points, then ``eigvalsh``.
@@ -9,7 +9,8 @@
 Data: ``P`` points of a standard Gaussian in ``d`` dimensions scaled to unit expected norm; test points are
 noised training points. ``broad``: t = 1 (hundreds to thousands of active points); ``concentrated``:
 t = 1e-4 (one or two). All in float64; errors are the maximum relative error of the eigenvalues against
-a dense float64 ``eigvalsh`` of the closed-form matrix. Run: ``python benchmarks/jacobian.py``.
+a dense float64 ``eigvalsh`` of the closed-form matrix. The data are checked once and their squared norms
+kept (``scores.prepare_data``) for all three methods alike. Run: ``python benchmarks/jacobian.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from diffnb import scores
 from diffnb.jacobian import score_jacobian
@@ -44,10 +46,16 @@ def jacobian_eigvals(fn, X: torch.Tensor, t: float, **options) -> np.ndarray:
 
 
 def main() -> None:
-    # One thread by default: on a shared 2-core machine two OpenMP threads per process oversubscribe the
-    # cores and distort every ratio; BENCH_THREADS=2 measures with both cores on a quiet machine.
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, {N_POINTS} points each\n")
+    # One thread by default, for torch and for the BLAS under NumPy/SciPy alike (the closed form's rank-k
+    # update runs in SciPy's BLAS, which would otherwise take every core while the baselines get one);
+    # BENCH_THREADS=2 measures with both cores on a quiet machine.
+    threads = int(os.environ.get("BENCH_THREADS", "1"))
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+    print(
+        f"torch {torch.__version__}, {threads} thread{'s' if threads > 1 else ''} (torch and BLAS), float64, "
+        f"{N_POINTS} points each; load average {os.getloadavg()[0]:.2f}\n"
+    )
     header = (
         f"{'d':>4} {'P':>6} {'posterior':>12} {'active':>7} | "
         f"{'closed s':>9} {'probe s':>9} {'jacrev s':>9} | "
@@ -58,14 +66,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for d, P in SETTINGS:
         data = rng.standard_normal((P, d)) / np.sqrt(d)
-        fn = scores.make_empirical_score(data)
+        prepared = scores.prepare_data(data)  # checked once, squared norms kept: for all three methods
+        fn = scores.make_empirical_score(prepared)
         for name, t in NOISE.items():
             x = data[:N_POINTS] + np.sqrt(t) * rng.standard_normal((N_POINTS, d))
             X = torch.from_numpy(x)
             active = float(np.median(scores.participation_ratio(x, data, t)))
             reference = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, data, t, weight_tol=0))
             scale = np.abs(reference).max(axis=1, keepdims=True)
-            t_closed, ev_closed = timed(scores.empirical_jacobian_eigvals, x, data, t, repeats=2)
+            t_closed, ev_closed = timed(scores.empirical_jacobian_eigvals, x, prepared, t, repeats=2)
             t_probe, ev_probe = timed(jacobian_eigvals, fn, X, t, method="probe")
             t_jacrev, ev_jacrev = timed(jacobian_eigvals, fn, X, t, method="autograd", batch_size=1, chunk_size=256)
             errors = [np.max(np.abs(ev - reference) / scale) for ev in (ev_closed, ev_probe, ev_jacrev)]

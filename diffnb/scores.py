@@ -18,6 +18,7 @@ returned as NumPy) or tensors (kept on their device and dtype).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -35,14 +36,51 @@ _CHUNK_ELEMENTS = 2**24  # bound the (points x data) distance matrix held at onc
 _MAX_PRODUCTS = 2**24  # largest (P x d(d+1)/2) table of products y_a y_b kept in memory (128 MB in float64)
 
 
-def _prepare(x: ArrayLike, data: ArrayLike, t: ArrayLike):
-    as_numpy = not isinstance(x, torch.Tensor)
+@dataclass(frozen=True)
+class PreparedData:
+    """A training set checked once, with the squared norms of its points, for repeated exact computations.
+
+    Every function of this module that takes ``data`` also takes a :class:`PreparedData` (made by
+    :func:`prepare_data`) and then skips the pass over the data that checks it and computes its squared
+    norms: worth it when one training set meets many calls (noise levels, batches of points).
+
+    Parameters
+    ----------
+    points
+        The training points as a tensor, shape ``(P, d)``.
+    squared_norms
+        ``|y_mu|^2`` for every point, shape ``(P,)``.
+    """
+
+    points: torch.Tensor
+    squared_norms: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(P, d)``."""
+        return tuple(self.points.shape)
+
+
+def prepare_data(data: ArrayLike | PreparedData) -> PreparedData:
+    """Check a training set once (shape ``(P, d)``, non-empty, finite) and keep its squared norms.
+
+    NumPy data become a float64 tensor; a tensor keeps its dtype and device. A :class:`PreparedData` is
+    returned as it is.
+    """
+    if isinstance(data, PreparedData):
+        return data
     Y = as_tensor(data, "data")
     if Y.ndim != 2:
         raise ValueError(f"data must have shape (P, d), got {tuple(Y.shape)}")
-    y_sq = _finite_squared_norms(Y)
+    return PreparedData(Y, _finite_squared_norms(Y))
+
+
+def _prepare(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike):
+    as_numpy = not isinstance(x, torch.Tensor)
+    prepared = prepare_data(data)
+    Y, y_sq = prepared.points, prepared.squared_norms
     X = as_tensor(x, "x")
-    if not isinstance(x, torch.Tensor) and isinstance(data, torch.Tensor):
+    if as_numpy and (isinstance(data, torch.Tensor) or isinstance(data, PreparedData)):
         X = X.to(dtype=Y.dtype, device=Y.device)
     check_same_kind(Y, X, "data", "x")
     X, single = check_points(X, Y.shape[1])
@@ -99,17 +137,15 @@ def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times
     return (w @ Y - X) / times[..., None]
 
 
-def make_empirical_score(data: ArrayLike) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def make_empirical_score(data: ArrayLike | PreparedData) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The empirical score of ``data`` as a function ``score_fn(x, t)`` for :mod:`diffnb.jacobian`.
 
-    The data are checked once; the returned function works under :func:`torch.func.vmap` and
-    :func:`torch.func.jacrev`. ``x`` has shape ``(n, d)`` and the dtype of the data (float64 for NumPy data);
-    ``t`` has shape ``(n,)`` or is a scalar.
+    The data are checked once (or not at all when they come as :class:`PreparedData`); the returned function
+    works under :func:`torch.func.vmap` and :func:`torch.func.jacrev`. ``x`` has shape ``(n, d)`` and the
+    dtype of the data (float64 for NumPy data); ``t`` has shape ``(n,)`` or is a scalar.
     """
-    Y = as_tensor(data, "data")
-    if Y.ndim != 2:
-        raise ValueError(f"data must have shape (P, d), got {tuple(Y.shape)}")
-    y_sq = _finite_squared_norms(Y)
+    prepared = prepare_data(data)
+    Y, y_sq = prepared.points, prepared.squared_norms
 
     def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=Y.dtype, device=Y.device)
@@ -118,7 +154,7 @@ def make_empirical_score(data: ArrayLike) -> Callable[[torch.Tensor, torch.Tenso
     return score_fn
 
 
-def posterior_weights(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
+def posterior_weights(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike) -> ArrayLike:
     """Posterior weights :math:`w_\\mu(x) = p(y_\\mu \\mid x_t = x)` of the training points.
 
     Parameters
@@ -126,7 +162,7 @@ def posterior_weights(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
     x
         Points, shape ``(d,)`` or ``(n, d)``.
     data
-        Training points, shape ``(P, d)``.
+        Training points, shape ``(P, d)``, or a :class:`PreparedData` (checked once, for many calls).
     t
         Noise variance, a positive scalar or one per point ``(n,)``.
 
@@ -139,7 +175,7 @@ def posterior_weights(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
     return to_output(w[0] if single else w, as_numpy)
 
 
-def participation_ratio(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
+def participation_ratio(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike) -> ArrayLike:
     """Effective number of training points that the posterior puts weight on, :math:`1/\\sum_\\mu w_\\mu^2`.
 
     It runs from ``P`` (flat posterior, large noise) down to 1 (one point dominates, small noise).
@@ -151,7 +187,7 @@ def participation_ratio(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLik
     return to_output(pr[0] if single else pr, as_numpy)
 
 
-def empirical_score(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
+def empirical_score(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike) -> ArrayLike:
     """Score of the data set smoothed by Gaussian noise of variance ``t``: ``(sum_mu w_mu y_mu - x) / t``.
 
     Parameters as in :func:`posterior_weights`. Returns the score with the shape of ``x``.
@@ -164,14 +200,19 @@ def empirical_score(x: ArrayLike, data: ArrayLike, t: ArrayLike) -> ArrayLike:
 
 def _active_centered(w: torch.Tensor, Y: torch.Tensor, weight_tol: float) -> torch.Tensor:
     """Rows sqrt(w_mu) (y_mu - ybar) for the points whose weight exceeds ``weight_tol``."""
-    keep = w > weight_tol if weight_tol > 0 else torch.ones_like(w, dtype=torch.bool)
-    wk, Yk = w[keep], Y[keep]
+    wk, Yk = w, Y
+    if weight_tol > 0:
+        keep = w > weight_tol
+        if not bool(keep.all()):  # a broad posterior keeps every point: no copy of the data then
+            wk, Yk = w[keep], Y[keep]
     wk = wk / wk.sum()
     ybar = wk @ Yk
-    return wk.sqrt()[:, None] * (Yk - ybar)
+    return torch.sub(Yk, ybar).mul_(wk.sqrt()[:, None])  # one temporary of the data's size
 
 
-def posterior_covariance(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0) -> ArrayLike:
+def posterior_covariance(
+    x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike, weight_tol: float = 0.0
+) -> ArrayLike:
     """Covariance of the training points under the posterior weights, :math:`\\mathrm{Cov}_w(x)`.
 
     Parameters
@@ -202,7 +243,9 @@ def _posterior_covariances(
     return cov
 
 
-def empirical_score_jacobian(x: ArrayLike, data: ArrayLike, t: ArrayLike, weight_tol: float = 0.0) -> ArrayLike:
+def empirical_score_jacobian(
+    x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike, weight_tol: float = 0.0
+) -> ArrayLike:
     """Closed-form Jacobian of the empirical score, :math:`J = (-I + \\mathrm{Cov}_w/t)/t`.
 
     Parameters as in :func:`posterior_covariance`. Returns ``(d, d)`` or ``(n, d, d)``; it is symmetric.
@@ -269,7 +312,7 @@ def _weighted_covariance_eigvals(
 
 def empirical_jacobian_eigvals(
     x: ArrayLike,
-    data: ArrayLike,
+    data: ArrayLike | PreparedData,
     t: ArrayLike,
     *,
     normalized: bool = False,

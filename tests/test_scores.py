@@ -164,3 +164,39 @@ def test_mixed_dtypes_and_devices(setup):
     if torch.cuda.is_available():  # pragma: no cover - GPU machines only
         with pytest.raises(ValueError, match="device"):
             scores.empirical_score(torch.from_numpy(x).cuda(), torch.from_numpy(data), 1.0)
+
+
+def test_prepared_data_gives_the_same_results(setup):
+    _, data, x = setup
+    prepared = scores.prepare_data(data)
+    assert prepared.shape == data.shape
+    assert scores.prepare_data(prepared) is prepared
+    for t in (2.0, 1e-3):
+        np.testing.assert_array_equal(scores.posterior_weights(x, prepared, t), scores.posterior_weights(x, data, t))
+        np.testing.assert_array_equal(scores.empirical_score(x, prepared, t), scores.empirical_score(x, data, t))
+        np.testing.assert_array_equal(
+            scores.empirical_jacobian_eigvals(x, prepared, t), scores.empirical_jacobian_eigvals(x, data, t)
+        )
+        np.testing.assert_array_equal(
+            scores.empirical_score_jacobian(x, prepared, t), scores.empirical_score_jacobian(x, data, t)
+        )
+    # tensors in, tensors out, on the prepared data's dtype
+    X = torch.from_numpy(x)
+    out = scores.empirical_score(X, prepared, 0.5)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
+    fn = scores.make_empirical_score(prepared)
+    torch.testing.assert_close(fn(X, torch.full((len(x),), 0.5, dtype=torch.float64)), out)
+
+
+def test_prepare_data_checks_once_and_clearly():
+    with pytest.raises(ValueError, match="data must have shape"):
+        scores.prepare_data(np.ones(5))
+    with pytest.raises(ValueError, match="data holds NaN"):
+        scores.prepare_data(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="data is empty"):
+        scores.prepare_data(np.ones((0, 3)))
+    prepared = scores.prepare_data(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="x"):
+        scores.empirical_score(np.ones((2, 5)), prepared, 0.1)  # wrong dimension
+    with pytest.raises(TypeError, match="x has dtype torch.float32 but data has dtype torch.float64"):
+        scores.empirical_score(torch.ones(2, 3, dtype=torch.float32), prepared, 0.1)
