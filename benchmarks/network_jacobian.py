@@ -13,8 +13,8 @@ computed three ways:
 (b) probe     the papers' estimator as their code runs it (spectral-gaps Algorithm 1, the memorization
               paper's ``analyze_spectrum.py``): for every point and level, a fresh random orthogonal matrix
               ``U`` (``scipy.stats.ortho_group``, as there), the scores at the ``d`` points ``x0 + sqrt(t) U_k``
-              in one batch, the singular values of the score matrix divided by ``sqrt(t)``, the largest
-              dropped (it carries the score itself);
+              in one batch, the singular values of the score matrix divided by ``sqrt(t)`` (a float32
+              ``svdvals``, as there), the largest dropped (it carries the score itself);
 (c) probe, batched  the same estimator through ``diffnb.jacobian`` (``method="probe"``, one-sided, one random
               frame), all pairs in large batches, singular values as in (a) — how fast the probe can be
               when written for throughput;

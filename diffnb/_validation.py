@@ -123,3 +123,9 @@ def check_choice(value: Any, choices: Any, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` and the allowed values if ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_positive_int(value: Any, name: str) -> None:
+    """Raise unless ``value`` is a positive integer (a ``bool`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -128,9 +128,9 @@ def set_threads(n: int | None = None) -> int:
 
 #: printed under :func:`describe` when ``paper`` scale runs without a GPU
 PAPER_ON_CPU_NOTE = (
-    "note: paper scale without a GPU. A chapter that finds committed paper-scale results under results/ "
-    "loads them; one that does not trains at the papers' budgets, which takes days on a CPU. "
-    "`full` is the scale for a CPU."
+    "note: paper scale without a GPU. A chapter that finds committed paper-scale results (under results/, "
+    "or $DIFFNB_RESULTS) loads them; one that does not trains at the papers' budgets, which takes days on a "
+    "CPU. `full` is the scale for a CPU."
 )
 
 

@@ -1,12 +1,15 @@
 r"""Jacobians of any score function, three ways.
 
 ``score_fn(x, t)`` takes a batch of points ``x`` of shape ``(n, d)`` and noise variances ``t`` of shape
-``(n,)`` and returns scores of shape ``(n, d)``. :func:`score_jacobian` returns :math:`J(x, t)` for every
-point, shape ``(n, d, d)``:
+``(n,)`` and returns scores of shape ``(n, d)``, each row depending on its own point only (as every score
+does: a network in ``eval()`` mode, without batch statistics or dropout). :func:`score_jacobian` returns
+:math:`J(x, t)` for every point, shape ``(n, d, d)``:
 
 * ``"autograd"`` — exact: one reverse-mode pass (:func:`torch.func.vjp`) through a batch of points, then
   the ``d`` basis cotangents pulled back together with :func:`torch.func.vmap` (``mode="fwd"``: tangents
-  pushed forward with :func:`torch.func.jvp`), in chunks of points;
+  pushed forward with :func:`torch.func.jvp`), in chunks of points; because rows do not interact, the
+  pullback of a basis vector through the whole batch gives that row of every point's Jacobian
+  (``batch_size=1`` gives per-point Jacobians even for a score that breaks the rule);
 * ``"central"`` — central differences with a small step along orthonormal directions (a check on
   autograd, and the only way for a score that is not differentiable in torch);
 * ``"probe"`` — the papers' estimator: scores at the point moved by the noise scale :math:`\sqrt t` along
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import jvp, vjp, vmap
 
-from diffnb._validation import check_choice, check_finite, check_times
+from diffnb._validation import check_choice, check_finite, check_positive_int, check_times
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS = ("autograd", "central", "probe")
@@ -62,12 +65,16 @@ def _autograd(
     mode: str = "rev",
 ) -> torch.Tensor:
     # A score acts row by row, so d s_n / d x_m = 0 for n != m: pulling the basis cotangent e_a back through
-    # the whole batch at once gives row a of every point's Jacobian. One primal pass per batch, and the
-    # function need not be vmap-able point by point (data-dependent control flow is fine).
+    # the whole batch at once gives row a of every point's Jacobian. In reverse mode one primal pass serves
+    # every chunk of a batch, and the function need not be vmap-able point by point (data-dependent control
+    # flow is fine).
     check_choice(mode, ("rev", "fwd"), "mode")
+    check_positive_int(batch_size, "batch_size")
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
     n, d = X.shape
     basis = torch.eye(d, dtype=X.dtype, device=X.device)
-    per_chunk = d if chunk_size is None else max(1, int(chunk_size))
+    per_chunk = d if chunk_size is None else chunk_size
     out = torch.empty(n, d, d, dtype=X.dtype, device=X.device)
     # The function transforms differentiate under no_grad all the same; no_grad only stops ordinary autograd
     # from also recording every operation against the network's parameters (about 10% of the time).
@@ -146,8 +153,9 @@ def score_jacobian(
     method
         ``"autograd"``, ``"central"`` or ``"probe"`` (see the module documentation).
     **options
-        ``autograd``: ``batch_size`` (points per reverse-mode pass, 64), ``chunk_size`` (basis vectors
-        pulled back together, all ``d`` by default; fewer to save memory), ``mode`` (``"rev"`` or ``"fwd"``).
+        ``autograd``: ``batch_size`` (points differentiated together, 64), ``chunk_size`` (basis vectors
+        pulled back or pushed forward together, all ``d`` by default; fewer to save memory), ``mode``
+        (``"rev"`` or ``"fwd"``).
         ``central``: ``rel_step`` (step over ``sqrt(t)``, 1e-4 in float64 and 1e-2 in float32),
         ``directions`` (``"identity"``, ``"random"`` or a ``(d, d)`` orthogonal tensor), ``seed``,
         ``batch_size`` (score evaluations per call, 4096).
@@ -198,16 +206,35 @@ def score_jacobian(
 
 
 def singular_values(M: torch.Tensor) -> torch.Tensor:
-    """Singular values of a batch of matrices, descending, shape ``(..., min(m, n))``.
+    """Singular values of a batch of matrices, in descending order.
 
     A float64 matrix goes to :func:`torch.linalg.svdvals`. A lower-precision one (a network's Jacobian in
-    float32) is lifted to float64 and its Gram matrix (``M^T M`` or ``M M^T``, the smaller) diagonalised:
-    the squaring costs float64 precision only (an absolute error of about ``1e-8`` of the largest value for
-    the very smallest ones), which is below what a float32 SVD resolves at all (about ``6e-8`` of the
-    largest value everywhere), and a symmetric eigensolver is faster than an SVD.
+    float32) is lifted to float64 and its Gram matrix (``M^T M`` or ``M M^T``, the smaller) diagonalised.
+    The squaring costs float64 precision only: an absolute error of at most about ``1e-8`` of the largest
+    value, reached by the very smallest values, where a float32 SVD is off by ``1e-7`` to a few ``1e-6`` of
+    the largest value everywhere. On a CPU the symmetric eigensolver is no slower than the SVD (0.41 s against
+    0.47 s for 800 matrices of size 100 on one thread, in one measurement).
+
+    Parameters
+    ----------
+    M
+        Shape ``(..., m, n)``, finite.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., min(m, n))``, descending; float64 for a floating-point ``M`` of lower precision
+        (the Gram route needs a float64 copy and a ``min(m, n)``-square Gram matrix: mind the memory for
+        large batches of large matrices), else the dtype of ``M``.
+
+    Raises
+    ------
+    ValueError
+        If ``M`` has fewer than two dimensions or holds NaN or infinity.
     """
     if M.ndim < 2:
         raise ValueError(f"M must have at least 2 dimensions (..., m, n), got shape {tuple(M.shape)}")
+    check_finite(M, "M")
     if M.dtype == torch.float64 or not M.is_floating_point():
         return torch.linalg.svdvals(M)
     A = M.to(torch.float64)
@@ -529,8 +556,7 @@ def probe_directions(
     ``"channel_orthogonal"``.
     """
     check_choice(noise, PROBE_NOISES, "noise")
-    if not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+    check_positive_int(n_directions, "n_directions")
     if noise == "gaussian":
         return torch.randn(n_directions, d, generator=generator, dtype=dtype)
     if noise == "orthogonal":
@@ -608,8 +634,7 @@ def probe_spectrum(
     X, single = _check_batch(x)
     n, d = X.shape
     times = check_times(t, n, like=X)
-    if not isinstance(k_mult, int) or k_mult < 1:
-        raise ValueError(f"k_mult must be a positive integer, got {k_mult!r}")
+    check_positive_int(k_mult, "k_mult")
     if not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     K = k_mult * d

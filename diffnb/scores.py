@@ -36,24 +36,37 @@ _CHUNK_ELEMENTS = 2**24  # bound the (points x data) distance matrix held at onc
 _MAX_PRODUCTS = 2**24  # largest (P x d(d+1)/2) table of products y_a y_b kept in memory (128 MB in float64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PreparedData:
     """A training set checked once, with the squared norms of its points, for repeated exact computations.
 
     Every function of this module that takes ``data`` also takes a :class:`PreparedData` (made by
     :func:`prepare_data`) and then skips the pass over the data that checks it and computes its squared
-    norms: worth it when one training set meets many calls (noise levels, batches of points).
+    norms: worth it when one training set meets many calls (noise levels, batches of points). The points
+    are not copied (a float64 NumPy array is shared): do not change the array afterwards, or the stored
+    norms go stale.
 
     Parameters
     ----------
     points
         The training points as a tensor, shape ``(P, d)``.
     squared_norms
-        ``|y_mu|^2`` for every point, shape ``(P,)``.
+        ``|y_mu|^2`` for every point, shape ``(P,)``, same dtype and device.
     """
 
     points: torch.Tensor
     squared_norms: torch.Tensor
+
+    def __post_init__(self) -> None:
+        Y, y_sq = self.points, self.squared_norms
+        if not (isinstance(Y, torch.Tensor) and isinstance(y_sq, torch.Tensor)):
+            raise TypeError("PreparedData holds tensors; make it with prepare_data(data)")
+        if Y.ndim != 2 or y_sq.shape != (Y.shape[0],):
+            raise ValueError(
+                f"PreparedData needs points of shape (P, d) and squared_norms of shape (P,), got "
+                f"{tuple(Y.shape)} and {tuple(y_sq.shape)}; make it with prepare_data(data)"
+            )
+        check_same_kind(Y, y_sq, "points", "squared_norms")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,7 +93,7 @@ def _prepare(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike):
     prepared = prepare_data(data)
     Y, y_sq = prepared.points, prepared.squared_norms
     X = as_tensor(x, "x")
-    if as_numpy and (isinstance(data, torch.Tensor) or isinstance(data, PreparedData)):
+    if as_numpy and isinstance(data, (torch.Tensor, PreparedData)):
         X = X.to(dtype=Y.dtype, device=Y.device)
     check_same_kind(Y, X, "data", "x")
     X, single = check_points(X, Y.shape[1])

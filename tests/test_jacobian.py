@@ -38,7 +38,8 @@ def test_chunked_autograd_matches(problem, mode):
     torch.testing.assert_close(score_jacobian(fn, x, 0.3, mode=mode, chunk_size=3, batch_size=3), whole)
 
 
-def test_autograd_handles_rows_independently():
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_autograd_handles_rows_independently(mode):
     """Points in one batch do not leak into each other's Jacobians, even with Python control flow."""
     A = torch.tensor([[2.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
 
@@ -50,7 +51,7 @@ def test_autograd_handles_rows_independently():
 
     x = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [0.5, -0.5]], dtype=torch.float64)
     t = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
-    J = score_jacobian(score_fn, x, t)
+    J = score_jacobian(score_fn, x, t, mode=mode, batch_size=2)  # the last batch holds one point
     eye = torch.eye(2, dtype=torch.float64)
     expected = torch.stack([-eye / 0.5 + A, -eye / 1.0, -eye / 2.0 + A])
     torch.testing.assert_close(J, expected)
@@ -72,11 +73,19 @@ def test_singular_values_through_float64_gram():
     # and more accurate than a float32 SVD
     svd32 = torch.linalg.svdvals(M32).double()
     assert float((from_gram - exact32).abs().max()) < float((svd32 - exact32).abs().max())
+    # rank-deficient: the zero singular values come out at float64's square root of the largest, no worse
+    low_rank = (torch.randn(4, 60, 3, generator=gen) @ torch.randn(4, 3, 60, generator=gen)).float()
+    exact_low = torch.linalg.svdvals(low_rank.double())
+    err_gram = float(((singular_values(low_rank) - exact_low).abs() / exact_low[:, :1]).max())
+    err_svd32 = float(((torch.linalg.svdvals(low_rank).double() - exact_low).abs() / exact_low[:, :1]).max())
+    assert err_gram < 3e-8 and err_gram < err_svd32
     for shape in [(12, 5), (5, 12)]:
         R = torch.randn(*shape, generator=gen)
         torch.testing.assert_close(singular_values(R), torch.linalg.svdvals(R.double()), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="M must have at least 2"):
         singular_values(torch.ones(3))
+    with pytest.raises(ValueError, match="M holds NaN"):
+        singular_values(torch.full((2, 3, 3), float("nan")))
 
 
 def test_probe_is_exact_for_linear_score(problem):
@@ -130,3 +139,8 @@ def test_bad_input(problem):
         score_jacobian(fn, x, 0.1, method="probe", directions=torch.eye(3))
     with pytest.raises(ValueError, match="mode"):
         score_jacobian(fn, x, 0.1, mode="sideways")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            score_jacobian(fn, x, 0.1, batch_size=bad)
+        with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+            score_jacobian(fn, x, 0.1, chunk_size=bad)

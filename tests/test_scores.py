@@ -195,7 +195,12 @@ def test_prepare_data_checks_once_and_clearly():
         scores.prepare_data(np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match="data is empty"):
         scores.prepare_data(np.ones((0, 3)))
+    with pytest.raises(TypeError, match="make it with prepare_data"):
+        scores.PreparedData(np.ones((4, 3)), np.ones(4))
+    with pytest.raises(ValueError, match="squared_norms of shape"):
+        scores.PreparedData(torch.ones(4, 3), torch.ones(3))
     prepared = scores.prepare_data(np.ones((4, 3)))
+    assert prepared != scores.prepare_data(np.ones((4, 3)))  # identity, not an ambiguous tensor comparison
     with pytest.raises(ValueError, match="x"):
         scores.empirical_score(np.ones((2, 5)), prepared, 0.1)  # wrong dimension
     with pytest.raises(TypeError, match="x has dtype torch.float32 but data has dtype torch.float64"):
