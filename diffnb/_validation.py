@@ -126,6 +126,6 @@ def check_choice(value: Any, choices: Any, name: str) -> None:
 
 
 def check_positive_int(value: Any, name: str) -> None:
-    """Raise unless ``value`` is a positive integer (a ``bool`` is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Raise unless ``value`` is a positive integer (Python or NumPy; a ``bool`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from diffnb._progress import tqdm
+from diffnb._validation import check_positive_int
 from diffnb.metrics import LinearFrame
 
 __all__ = ["floor_log_likelihood", "AffineCoupling", "CouplingFlow", "FlowTraining", "train_flow"]
@@ -190,8 +191,7 @@ class CouplingFlow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples, shape ``(n, d)``."""
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int(n, "n")
         param = next(self.parameters())
         z = torch.randn(int(n), self.d, generator=generator, dtype=param.dtype)
         return self.inverse(z.to(param.device))
@@ -275,8 +275,7 @@ def train_flow(
     if Y.ndim != 2 or Y.shape[0] < 2 or not np.all(np.isfinite(Y)):
         raise ValueError(f"data must be a finite array of shape (P, d) with P >= 2, got shape {Y.shape}")
     for name, value in (("steps", steps), ("batch_size", batch_size), ("record_every", record_every)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(value, name)
     for name, value in (("lr", lr), ("max_grad_norm", max_grad_norm)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be positive and finite, got {value!r}")

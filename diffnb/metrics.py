@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from diffnb._validation import as_float_array, check_finite_array
+from diffnb._validation import as_float_array, check_finite_array, check_positive_int
 
 __all__ = ["LinearFrame", "ks_distances", "sliced_wasserstein", "wasserstein_1d"]
 
@@ -227,8 +227,7 @@ def sliced_wasserstein(
     y = _as_samples(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of columns, got {x.shape[1]} and {y.shape[1]}")
-    if not isinstance(n_projections, (int, np.integer)) or isinstance(n_projections, bool) or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive integer, got {n_projections!r}")
+    check_positive_int(n_projections, "n_projections")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     theta = rng.standard_normal((x.shape[1], int(n_projections)))
     theta /= np.linalg.norm(theta, axis=0, keepdims=True)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diffnb._progress import tqdm
-from diffnb._validation import check_finite
+from diffnb._validation import check_finite, check_positive_int
 from diffnb.schedules import ve_score_from_vp
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -48,8 +48,7 @@ def noise_grid(t_max: float, t_min: float, n_steps: int) -> np.ndarray:
     """A decreasing grid of ``n_steps + 1`` noise variances, geometric between ``t_max`` and ``t_min``."""
     if not (np.isfinite(t_max) and np.isfinite(t_min)) or not 0 < t_min < t_max:
         raise ValueError(f"need 0 < t_min < t_max, both finite; got t_min={t_min}, t_max={t_max}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
+    check_positive_int(n_steps, "n_steps")
     return np.geomspace(t_max, t_min, n_steps + 1)
 
 

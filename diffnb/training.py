@@ -60,7 +60,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from diffnb import cache
 from diffnb._progress import tqdm
-from diffnb._validation import check_choice, dataclass_from_dict
+from diffnb._validation import check_choice, check_positive_int, dataclass_from_dict
 from diffnb.config import get_device
 from diffnb.nets import NetConfig, ScoreMLP, UNet, UNetConfig, build_model, config_from_dict, stacked_forward
 from diffnb.schedules import VPSchedule
@@ -151,9 +151,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if not isinstance(self.warmup_steps, (int, np.integer)) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
