@@ -690,6 +690,31 @@ def train_ensemble(
     return results  # type: ignore[return-value]
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: on Linux, ask the kernel to end this process when its parent ends."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent ended before the request took effect
+        os._exit(1)
+
+
+def _worker_process() -> concurrent.futures.ProcessPoolExecutor:
+    """One spawned worker process that does not outlive this one (see :func:`_die_with_parent`)."""
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
 def train_ensemble_async(
     datasets: Sequence,
     net_config: NetConfig,
@@ -702,8 +727,10 @@ def train_ensemble_async(
     small networks train on one thread each, so two processes use two cores without the thread hand-offs
     that make two threads slower than one. The process is spawned (it imports the package afresh, about a
     few seconds) and inherits the environment, so ``DIFFNB_CACHE`` and ``DIFFNB_SCALE`` apply; the trained
-    members are stored in the cache as usual and returned through the future. The progress bar is off unless
-    ``progress=True`` is passed (it would print to the process's own error stream).
+    members are stored in the cache as usual and returned through the future. On Linux the process ends
+    with the one that started it, so a restarted or killed notebook kernel leaves no training running. The
+    progress bar is off unless ``progress=True`` is passed (it would print to the process's own error
+    stream).
 
     Examples
     --------
@@ -712,7 +739,7 @@ def train_ensemble_async(
     >>> models = future.result()                                  # doctest: +SKIP
     """
     options.setdefault("progress", False)
-    executor = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    executor = _worker_process()
     future = executor.submit(train_ensemble, list(datasets), net_config, train_config, **options)
     future.add_done_callback(lambda _: executor.shutdown(wait=False))
     return future

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +223,42 @@ def test_async_training_in_a_second_process_matches():
     for a, b in zip(here, there, strict=True):
         np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
         assert isinstance(b.model, type(a.model))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux-only")
+def test_async_worker_ends_with_its_parent(tmp_path):
+    """A killed notebook kernel must not leave its background training running."""
+    parent = tmp_path / "parent.py"
+    parent.write_text(
+        textwrap.dedent(
+            """
+            import os, time
+            from diffnb.training import _worker_process
+
+            if __name__ == "__main__":  # the spawned worker imports this file too
+                pool = _worker_process()
+                print(pool.submit(os.getpid).result(), flush=True)
+                pool.submit(time.sleep, 120)
+                time.sleep(120)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(parent)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        os.kill(worker, 0)  # alive while the parent lives
+        proc.kill()  # SIGKILL: no clean-up code runs in the parent
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its parent")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
