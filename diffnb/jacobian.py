@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.func import jvp, vjp, vmap
 
@@ -212,8 +213,8 @@ def singular_values(M: torch.Tensor) -> torch.Tensor:
     float32) is lifted to float64 and its Gram matrix (``M^T M`` or ``M M^T``, the smaller) diagonalised.
     The squaring costs float64 precision only: an absolute error of at most about ``1e-8`` of the largest
     value, reached by the very smallest values, where a float32 SVD is off by ``1e-7`` to a few ``1e-6`` of
-    the largest value everywhere. On a CPU the symmetric eigensolver is no slower than the SVD (0.41 s against
-    0.47 s for 800 matrices of size 100 on one thread, in one measurement).
+    the largest value everywhere. On a CPU it is also faster: 0.36 s against 0.44-0.47 s for a float32 SVD of
+    800 matrices of size 100 on one thread.
 
     Parameters
     ----------
@@ -238,9 +239,16 @@ def singular_values(M: torch.Tensor) -> torch.Tensor:
     if M.dtype == torch.float64 or not M.is_floating_point():
         return torch.linalg.svdvals(M)
     A = M.to(torch.float64)
-    G = A.mT @ A if A.shape[-2] >= A.shape[-1] else A @ A.mT
-    lam = torch.linalg.eigvalsh(G).clamp_min(0.0)
-    return lam.flip(-1).sqrt()
+    if A.device.type == "cpu" and not A.requires_grad:
+        # NumPy's batched products and eigensolver: 0.36 s against 0.46 s through torch for 800 matrices of
+        # size 100 on one thread (one measurement, same machine)
+        a = A.numpy()
+        g = a.swapaxes(-1, -2) @ a if a.shape[-2] >= a.shape[-1] else a @ a.swapaxes(-1, -2)
+        lam = torch.from_numpy(np.linalg.eigvalsh(g))
+    else:
+        G = A.mT @ A if A.shape[-2] >= A.shape[-1] else A @ A.mT
+        lam = torch.linalg.eigvalsh(G)
+    return lam.clamp_min(0.0).flip(-1).sqrt()
 
 
 def probe_singular_values(

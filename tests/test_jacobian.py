@@ -82,6 +82,10 @@ def test_singular_values_through_float64_gram():
     for shape in [(12, 5), (5, 12)]:
         R = torch.randn(*shape, generator=gen)
         torch.testing.assert_close(singular_values(R), torch.linalg.svdvals(R.double()), rtol=1e-6, atol=1e-6)
+    # a tensor that requires grad takes the torch route (the one a GPU takes); it agrees with NumPy's
+    tracked = M32.clone().requires_grad_(True)
+    scale = float(from_gram.max())  # both are accurate to about 1e-9 of the largest value here (see above)
+    torch.testing.assert_close(singular_values(tracked).detach(), from_gram, rtol=0, atol=2e-9 * scale)
     with pytest.raises(ValueError, match="M must have at least 2"):
         singular_values(torch.ones(3))
     with pytest.raises(ValueError, match="M holds NaN"):
