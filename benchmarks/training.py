@@ -12,8 +12,9 @@ times 9 members both ways, on one and on two CPU threads, for
 Modes: ``one by one`` (``vectorize=False``), ``vmap`` (``torch.func.vmap`` of ``functional_call`` over the
 stacked parameters) and ``stacked`` (``diffnb.nets.stacked_forward``: batched matrix products with fused biases,
 the default). Throughput is model-steps per second (9 members x steps / wall time); the CPU time of the
-process is printed too, since the machine may be shared. Target: the ensemble at least 2x the one-by-one throughput.
-Run:  python benchmarks/training.py  [--steps 300]
+process is printed too, since the machine may be shared. Each time is the best of ``--repeats`` runs (2), the same
+for every mode. Target: the ensemble at least 2x the one-by-one throughput.
+Run:  python benchmarks/training.py  [--steps 300] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run(net: NetConfig, datasets, steps: int, mode: str, threads: int) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     manifold = AxisAlignedManifold(30, (2, 5), (1.0, 0.3), 0.01, normalized=True)
     datasets = [manifold.sample(P, seed=k) for k, P in enumerate(SIZES)]
@@ -76,7 +78,7 @@ def main() -> None:
         for threads in (1, 2):
             base = None
             for mode in MODES:
-                wall, cpu = run(net, datasets, args.steps, mode, threads)
+                wall, cpu = min(run(net, datasets, args.steps, mode, threads) for _ in range(args.repeats))
                 rate = n * args.steps / wall
                 base = rate if base is None else base
                 print(f"{name:>14} {threads:>7} {mode:>10} {wall:8.2f} {cpu:8.2f} {rate:14.0f} {rate / base:8.2f}x")
