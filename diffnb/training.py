@@ -690,27 +690,29 @@ def train_ensemble(
     return results  # type: ignore[return-value]
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: on Linux, ask the kernel to end this process when its parent ends."""
-    import ctypes
-    import signal
-    import sys
+def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Worker initializer: a daemon thread ends this process once its parent is gone.
 
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # the parent ended before the request took effect
+    When the parent dies the worker is re-parented, so its parent id changes. Polling that (once a second)
+    works on every platform and whichever thread of the parent started the worker, which a Linux
+    parent-death signal would not (it fires when the starting *thread* ends).
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
         os._exit(1)
+
+    threading.Thread(target=watch, name="diffnb-exit-with-parent", daemon=True).start()
 
 
 def _worker_process() -> concurrent.futures.ProcessPoolExecutor:
-    """One spawned worker process that does not outlive this one (see :func:`_die_with_parent`)."""
+    """One spawned worker process that does not outlive this one (see :func:`_exit_with_parent`)."""
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with_parent,
+        initializer=_exit_with_parent,
         initargs=(os.getpid(),),
     )
 
@@ -727,8 +729,8 @@ def train_ensemble_async(
     small networks train on one thread each, so two processes use two cores without the thread hand-offs
     that make two threads slower than one. The process is spawned (it imports the package afresh, about a
     few seconds) and inherits the environment, so ``DIFFNB_CACHE`` and ``DIFFNB_SCALE`` apply; the trained
-    members are stored in the cache as usual and returned through the future. On Linux the process ends
-    with the one that started it, so a restarted or killed notebook kernel leaves no training running. The
+    members are stored in the cache as usual and returned through the future. The process ends within a
+    second of the one that started it, so a restarted or killed notebook kernel leaves no training running. The
     progress bar is off unless ``progress=True`` is passed (it would print to the process's own error
     stream).
 
