@@ -15,7 +15,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-import diffnb.image_protocol  # noqa: F401  (registers the experiment images-memorization)
 from diffnb import __version__
 from diffnb.config import SCALES, ScaleError, get_scale
 from diffnb.experiments import REGISTRY, cached_jobs

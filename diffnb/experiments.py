@@ -230,6 +230,25 @@ def empirical_memorization(job: Job) -> JobResult:
     return run(job)
 
 
+def _image_jobs(scale: str) -> list[Job]:
+    from diffnb.image_protocol import image_jobs
+
+    return image_jobs(scale)
+
+
+@register(
+    "images-memorization",
+    chapter="7",
+    description="latent dimension of image models against training-set size (memorization paper, Fig. 6)",
+    jobs=_image_jobs,
+)
+def images_memorization(job: Job) -> JobResult:
+    """One job of the memorization paper's image protocol (:func:`diffnb.image_protocol.run_image_job`)."""
+    from diffnb.image_protocol import run_image_job
+
+    return run_image_job(job)
+
+
 __all__ = [
     "SCALES",
     "Experiment",

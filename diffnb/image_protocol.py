@@ -60,9 +60,7 @@ def step_time(step: int | Sequence[int] | np.ndarray = PAPER_STEP, schedule: str
     >>> round(float(step_time(15)), 5)
     0.004
     """
-    if schedule not in ("linear", "cosine"):
-        raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
-    sched = VPSchedule.linear(T) if schedule == "linear" else VPSchedule.cosine(T)
+    sched = VPSchedule.named(schedule, T)
     steps = np.asarray(step)
     if not np.issubdtype(steps.dtype, np.integer) or np.any(steps < 0) or np.any(steps >= T):
         raise ValueError(f"step must be integer DDPM steps in [0, {T - 1}], got {step!r}")
@@ -264,7 +262,7 @@ def run_image_job(job: dict[str, Any]) -> dict[str, Any]:
     image_shape = (info.shape[0], side, side)
     d = train.shape[1]
     if job["model"] == "unet":
-        net = UNetConfig.ddpm(image_shape, channels=job["channels"])
+        net = UNetConfig.ddpm(image_shape, channels=job["channels"], schedule=job["schedule"])
     elif job["model"] == "mlp":
         net = NetConfig(d=d, width=job.get("width", 256), depth=job.get("depth", 3), sigma_data=1.0)
     else:
@@ -448,33 +446,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _register() -> None:
-    from diffnb.experiments import REGISTRY, register
+def image_jobs(scale: str) -> list[dict[str, Any]]:
+    """The jobs of the experiment ``images-memorization`` at ``scale``: digits at ``quick``/``full``, MNIST at
+    the paper's sizes at ``paper``."""
+    from diffnb.config import pick
 
-    if "images-memorization" in REGISTRY:
-        return
+    sizes = pick(
+        quick=[16, 40, 100, 250, 600, 1497],
+        full=[16, 40, 100, 250, 600, 1497],
+        paper=[1000, 2000, 3000, 5000, 10000, 20000, 60000],
+        scale=scale,
+    )
+    dataset = pick(quick="digits", full="digits", paper="mnist", scale=scale)
+    return [paper_job(dataset, n) for n in sizes]
 
-    def jobs(scale: str) -> list[dict[str, Any]]:
-        from diffnb.config import pick
-
-        sizes = pick(
-            quick=[16, 40, 100, 250, 600, 1497],
-            full=[16, 40, 100, 250, 600, 1497],
-            paper=[1000, 2000, 3000, 5000, 10000, 20000, 60000],
-            scale=scale,
-        )
-        dataset = pick(quick="digits", full="digits", paper="mnist", scale=scale)
-        return [paper_job(dataset, n) for n in sizes]
-
-    register(
-        "images-memorization",
-        chapter="7",
-        description="latent dimension of image models against training-set size (memorization paper, Fig. 6)",
-        jobs=jobs,
-    )(run_image_job)
-
-
-_register()
 
 if __name__ == "__main__":
     sys.exit(main())

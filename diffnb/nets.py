@@ -482,10 +482,10 @@ class UNetConfig:
         return C * H * W
 
     @classmethod
-    def ddpm(cls, image_shape: tuple[int, int, int], channels: int = 128) -> UNetConfig:
+    def ddpm(cls, image_shape: tuple[int, int, int], channels: int = 128, schedule: str = "linear") -> UNetConfig:
         """The memorization paper's image network (digest §3.2): channel multipliers (1, 2, 2, 2) at 32x32
         (three levels below 32, fewer for smaller images), two residual blocks per level, attention at 16x16
-        and in the middle, linear schedule, step embedding."""
+        and in the middle, step embedding on the DDPM ``schedule`` it is trained with (linear in the paper)."""
         side = int(image_shape[1])
         mults = (1, 2, 2, 2) if side % 8 == 0 and side >= 32 else (1, 2, 2) if side % 4 == 0 else (1, 2)
         return cls(
@@ -496,6 +496,7 @@ class UNetConfig:
             attention_resolutions=(16,),
             mid_attention=True,
             groups=32 if channels % 32 == 0 else 8,
+            schedule=schedule,
         )
 
     def to_dict(self) -> dict:
@@ -585,9 +586,7 @@ class UNet(ScoreNetwork):
             nn.Linear(c.emb_dim, 4 * c.emb_dim), nn.SiLU(), nn.Linear(4 * c.emb_dim, c.emb_dim)
         )
         if c.noise_input == "step":
-            sched = (
-                VPSchedule.linear(c.T, c.beta_start, c.beta_end) if c.schedule == "linear" else VPSchedule.cosine(c.T)
-            )
+            sched = VPSchedule.named(c.schedule, c.T, c.beta_start, c.beta_end)
             log_sigma = 0.5 * torch.log(torch.from_numpy(sched.ve_time(range(c.T))).float())
             self.register_buffer("step_log_sigma", log_sigma, persistent=False)
         self.conv_in = nn.Conv2d(C, c.channels, 3, padding=1)

@@ -134,6 +134,15 @@ class VPSchedule:
         return cls(np.linspace(beta_start, beta_end, T))
 
     @classmethod
+    def named(cls, kind: str, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> VPSchedule:
+        """The schedule called ``kind``: ``"linear"`` (with ``beta_start``, ``beta_end``) or ``"cosine"``."""
+        if kind == "linear":
+            return cls.linear(T, beta_start, beta_end)
+        if kind == "cosine":
+            return cls.cosine(T)
+        raise ValueError(f"schedule must be 'linear' or 'cosine', got {kind!r}")
+
+    @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> VPSchedule:
         """Cosine schedule: ``alpha_bar(u) = cos((u + s) / (1 + s) * pi / 2)**2``."""
         if T < 1:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from diffnb._linalg import gram_eigvalsh
 from diffnb._validation import (
     ArrayLike,
     as_tensor,
@@ -117,18 +118,6 @@ def _finite_squared_norms(Y: torch.Tensor) -> torch.Tensor:
         check_finite(Y, "data")
         raise ValueError("data has entries too large to square in its dtype (a squared norm overflows)")
     return y_sq
-
-
-def _covariance_eigvals(A: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of ``A^T A`` (ascending), with a symmetric rank-k update on the CPU (half a matrix product)."""
-    if A.device.type == "cpu" and A.dtype in (torch.float64, torch.float32):
-        from scipy.linalg import blas
-
-        syrk = blas.dsyrk if A.dtype == torch.float64 else blas.ssyrk
-        # A^T is Fortran-ordered when A is C-ordered, so BLAS reads it in place; trans=0 gives A^T A
-        upper = syrk(1.0, A.numpy().T, trans=0, lower=0)
-        return torch.linalg.eigvalsh(torch.from_numpy(upper), UPLO="U")
-    return torch.linalg.eigvalsh(A.T @ A)
 
 
 def _log_weights(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -311,15 +300,10 @@ def _weighted_covariance_eigvals(
         M2[:, rows, cols] = flat
         M2[:, cols, rows] = flat
         return torch.linalg.eigvalsh(M2 - m[:, :, None] * m[:, None, :]).clamp_min(0.0)
-    out = torch.empty(n, d, dtype=W.dtype, device=W.device)
+    out = torch.zeros(n, d, dtype=W.dtype, device=W.device)
     for i, w in enumerate(W):
-        A = _active_centered(w, Y, weight_tol)
-        k = A.shape[0]
-        if k < d:
-            lam = torch.linalg.eigvalsh(A @ A.T).clamp_min(0)
-            out[i] = torch.cat([lam.new_zeros(d - k), lam])
-        else:
-            out[i] = _covariance_eigvals(A).clamp_min(0)
+        lam = gram_eigvalsh(_active_centered(w, Y, weight_tol))  # min(k, d) values; the other d - k are 0
+        out[i, d - lam.shape[0] :] = lam
     return out
 
 

@@ -312,7 +312,7 @@ def _ema_decay(cfg: TrainConfig, step: int) -> float:
 @functools.lru_cache(maxsize=8)
 def _step_sigmas(schedule: str, T: int, beta_start: float, beta_end: float) -> torch.Tensor:
     """VE noise scales of the DDPM steps, built once per schedule rather than at every chunk of draws."""
-    sched = VPSchedule.linear(T, beta_start, beta_end) if schedule == "linear" else VPSchedule.cosine(T)
+    sched = VPSchedule.named(schedule, T, beta_start, beta_end)
     return torch.from_numpy(np.sqrt(sched.ve_time(np.arange(T)))).float()
 
 

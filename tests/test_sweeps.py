@@ -161,3 +161,16 @@ def test_gather_reads_committed_results_and_computes_the_rest(tmp_path, monkeypa
     second = results.gather(NAME, "full", folder=folder)
     assert first.sources == ["computed", "computed"] and second.sources == ["cache", "cache"]
     assert "2 cached" in second.summary()
+
+
+def test_experiments_are_registered_without_importing_their_modules():
+    """A Dask worker imports only diffnb.experiments; every experiment must be found there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import diffnb.experiments as e, sys; print(sorted(e.REGISTRY)); print('diffnb.image_protocol' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "['empirical-memorization', 'images-memorization']"
+    assert out[1] == "False"  # registration does not import the heavy module

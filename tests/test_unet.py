@@ -117,3 +117,8 @@ def test_bad_time():
         net.score(torch.zeros(1, 64), -1.0)
     with pytest.raises(TypeError, match="UNetConfig"):
         UNet({"image_shape": (1, 8, 8)})
+
+
+def test_ddpm_configuration_follows_the_training_schedule():
+    assert UNetConfig.ddpm((1, 8, 8), channels=32).schedule == "linear"
+    assert UNetConfig.ddpm((1, 8, 8), channels=32, schedule="cosine").schedule == "cosine"
