@@ -62,6 +62,28 @@ def _as_array(values: Any, name: str) -> np.ndarray:
     return array
 
 
+def _points_times_noise(points: Any, times: Any, noise: Any, dtype: torch.dtype | None):
+    """Checked inputs of the Jacobian-spectrum helpers: points ``(n, d)`` as a tensor (float32 by default
+    for arrays, a tensor's own dtype otherwise), positive 1-D ``times``, optional ``noise`` like ``points``."""
+    if isinstance(points, torch.Tensor):
+        X = points.detach()
+        if dtype is not None:
+            X = X.to(dtype)
+    else:
+        X = torch.as_tensor(_as_array(points, "points"), dtype=dtype or torch.float32)
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ValueError(f"points must have shape (n_points, d) with n_points >= 1, got {tuple(X.shape)}")
+    t = _as_array(times, "times")
+    if t.ndim != 1 or np.any(t <= 0):
+        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
+    xi = None
+    if noise is not None:
+        xi = torch.as_tensor(_as_array(noise, "noise"), dtype=X.dtype, device=X.device)
+        if xi.shape != X.shape:
+            raise ValueError(f"noise must have the shape of points {tuple(X.shape)}, got {tuple(xi.shape)}")
+    return X, t, xi
+
+
 def normalize_spectrum(values: Any, *, drop_largest: int = 0, descending: bool = False) -> np.ndarray:
     """Sort a spectrum, drop its largest values if asked, and divide by the largest value kept.
 
@@ -373,29 +395,16 @@ def score_spectra_over_time(
     """
     from diffnb.jacobian import score_jacobian, singular_values
 
-    if isinstance(points, torch.Tensor):
-        X = points.detach()
-        if dtype is not None:
-            X = X.to(dtype)
-    else:
-        X = torch.as_tensor(np.asarray(points, dtype=np.float64), dtype=dtype or torch.float32)
-    if X.ndim != 2:
-        raise ValueError(f"points must have shape (n_points, d), got {tuple(X.shape)}")
-    t = _as_array(times, "times")
-    if t.ndim != 1 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
+    X, t, xi = _points_times_noise(points, times, noise, dtype)
     n, d = X.shape
     k = t.shape[0]
     # every (point, time) pair is one row: points vary slowest
     X_rep = X.repeat_interleave(k, dim=0)
     t_rep = torch.as_tensor(np.tile(t, n), dtype=X.dtype, device=X.device)
-    if noise is not None:
-        xi = torch.as_tensor(np.asarray(noise, dtype=np.float64), dtype=X.dtype, device=X.device)
-        if xi.shape != X.shape:
-            raise ValueError(f"noise must have the shape of points {tuple(X.shape)}, got {tuple(xi.shape)}")
+    if xi is not None:
         X_rep = X_rep + t_rep.sqrt()[:, None] * xi.repeat_interleave(k, dim=0)
     J = score_jacobian(score_fn, X_rep, t_rep, method=method, **options)
-    sv = singular_values(J.detach()).cpu().numpy().astype(np.float64)
+    sv = singular_values(J.detach()).cpu().numpy().astype(np.float64, copy=False)
     sv = np.sort(sv, axis=-1).reshape(n, k, d)
     if normalize:
         sv = sv / sv[..., -1:]
@@ -516,22 +525,7 @@ def mean_jacobian_spectra(
     from diffnb.jacobian import score_jacobian, singular_values
 
     check_choice(scale, MEAN_SPECTRUM_SCALES, "scale")
-    if isinstance(points, torch.Tensor):
-        X = points.detach()
-        if dtype is not None:
-            X = X.to(dtype)
-    else:
-        X = torch.as_tensor(_as_array(points, "points"), dtype=dtype or torch.float32)
-    if X.ndim != 2 or X.shape[0] < 1:
-        raise ValueError(f"points must have shape (n_points, d) with n_points >= 1, got {tuple(X.shape)}")
-    t = _as_array(times, "times")
-    if t.ndim != 1 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
-    xi = None
-    if noise is not None:
-        xi = torch.as_tensor(_as_array(noise, "noise"), dtype=X.dtype, device=X.device)
-        if xi.shape != X.shape:
-            raise ValueError(f"noise must have the shape of points {tuple(X.shape)}, got {tuple(xi.shape)}")
+    X, t, xi = _points_times_noise(points, times, noise, dtype)
     out = np.empty((t.shape[0], X.shape[1]))
     for k, level in enumerate(t):
         x = X if xi is None else X + float(np.sqrt(level)) * xi

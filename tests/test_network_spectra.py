@@ -58,6 +58,8 @@ def test_bad_arguments():
         score_spectra_over_time(exact_score, np.zeros(12), [0.1])
     with pytest.raises(ValueError, match="positive noise variances"):
         score_spectra_over_time(exact_score, np.zeros((1, 12)), [0.0])
+    with pytest.raises(ValueError, match="noise holds NaN"):  # checked as mean_jacobian_spectra checks it
+        score_spectra_over_time(exact_score, np.zeros((1, 12)), [0.1], noise=np.full((1, 12), np.nan))
 
 
 def test_plateau_length():
