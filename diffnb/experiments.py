@@ -124,10 +124,11 @@ def hardware() -> str:
     )
 
 
-def run_job(name: str, job: Job, scale: str | None = None) -> dict[str, Any]:
+def run_job(name: str, job: Job, scale: str | None = None, *, use_cache: bool = True) -> dict[str, Any]:
     """Run one job through the cache; returns ``{"result", "seconds", "hardware", "version"}``.
 
     A job that is already cached is read back (its ``seconds`` are those of the run that computed it).
+    With ``use_cache=False`` the job is computed and nothing is read or written.
     """
     experiment = get_experiment(name)
     scale = get_scale(scale)
@@ -142,7 +143,7 @@ def run_job(name: str, job: Job, scale: str | None = None) -> dict[str, Any]:
             "version": __version__,
         }
 
-    return cache.cached(experiment.cache_kind, job, compute, scale=scale)
+    return cache.cached(experiment.cache_kind, job, compute, scale=scale) if use_cache else compute()
 
 
 def cached_jobs(name: str, scale: str | None = None) -> list[tuple[Job, dict[str, Any] | None]]:

@@ -14,7 +14,8 @@ The pieces:
 * :func:`image_dimensions` — the dimension per image: the book's threshold rule (values below 1/2 of the
   largest, i.e. directions whose data variance exceeds the noise variance ``t``) or the paper's cliff rule;
 * :func:`copy_ratio` — distance of generated samples to their nearest training image, in units of the
-  training set's own nearest-neighbour distance (a ratio near 0 is a copy);
+  training set's own nearest-neighbour distance (a ratio near 0 is a copy), and :func:`copy_fraction` — the
+  fraction of samples whose ratio is below :data:`COPY_THRESHOLD` (1/3), the book's definition of a copy;
 * :func:`paper_job` and :func:`run_image_job` — one ``(data set, P, seed)`` point of the sweep: train (cached,
   resumable), spectra, dimensions, samples; registered as the experiment ``images-memorization`` of
   ``diffnb.experiments``;
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffnb._validation import check_choice
+from diffnb._validation import as_float_array, check_choice, check_finite_array
 from diffnb.schedules import VPSchedule
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -179,7 +180,8 @@ def copy_ratio(samples: torch.Tensor, train: torch.Tensor) -> np.ndarray:
     within the training set (leave-one-out).
 
     A ratio well below 1 means a sample sits much closer to one training image than training images sit to
-    each other: a copy. The book calls a sample a copy when the ratio is below 1/3.
+    each other: a copy. The book calls a sample a copy when the ratio is below :data:`COPY_THRESHOLD`
+    (:func:`copy_fraction` counts them).
 
     Parameters
     ----------
@@ -195,6 +197,45 @@ def copy_ratio(samples: torch.Tensor, train: torch.Tensor) -> np.ndarray:
     to_train, _ = nearest_neighbors(samples, train)
     within, _ = nearest_neighbors(train, train, exclude_self=True)
     return (to_train / within.median()).cpu().numpy()
+
+
+#: The book's definition of a copy: a generated sample whose :func:`copy_ratio` is below this threshold sits
+#: at most a third as far from its nearest training image as training images sit from their own nearest
+#: neighbours (median). Chapter 7 and the command line's ``copy_fraction`` use it through
+#: :func:`copy_fraction`.
+COPY_THRESHOLD = 1 / 3
+
+
+def copy_fraction(ratios: Any, threshold: float = COPY_THRESHOLD) -> float:
+    """Fraction of generated samples that are copies: copy ratios strictly below ``threshold``.
+
+    Parameters
+    ----------
+    ratios
+        Copy ratios of the samples (:func:`copy_ratio`), any shape, at least one value, finite and
+        non-negative.
+    threshold
+        A sample is a copy when its ratio is below this; default :data:`COPY_THRESHOLD` (1/3).
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> copy_fraction([0.1, 0.5, 2.0])
+    0.3333333333333333
+    """
+    values = as_float_array(ratios, "ratios")
+    if values.size == 0:
+        raise ValueError("ratios must hold at least one copy ratio, got an empty array")
+    check_finite_array(values, "ratios")
+    if np.any(values < 0):
+        raise ValueError(f"ratios must be non-negative distance ratios, got minimum {values.min()!r}")
+    if not (isinstance(threshold, (int, float, np.floating)) and np.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a positive finite ratio, got {threshold!r}")
+    return float(np.mean(values < threshold))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -439,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seconds": float(record["seconds"]),
             }
             if "copy_ratio" in result:
-                line["copy_fraction"] = float(np.mean(np.asarray(result["copy_ratio"]) < 1 / 3))
+                line["copy_fraction"] = copy_fraction(result["copy_ratio"])
             print(json.dumps(line), flush=True)
             summary.append(line)
     print(json.dumps({"summary": summary}, indent=1))

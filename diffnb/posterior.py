@@ -33,7 +33,13 @@ import numpy as np
 import torch
 
 from diffnb.jacobian import score_jacobian
-from diffnb.scores import _product_table, _weighted_covariance_eigvals, make_empirical_score
+from diffnb.scores import (
+    PreparedData,
+    _product_table,
+    _squared_norms,
+    _weighted_covariance_eigvals,
+    make_empirical_score,
+)
 
 __all__ = [
     "gaussian_posterior_variance",
@@ -51,14 +57,20 @@ _WEIGHT_TOL = 1e-30  # training points with at most this weight are skipped (see
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _data(data: Any) -> torch.Tensor:
+def _data(data: Any) -> PreparedData:
+    """The training set as float64 CPU :class:`~diffnb.scores.PreparedData`, checked once; one that is
+    already float64 on the CPU comes back as it is."""
+    if isinstance(data, PreparedData):
+        if data.points.dtype == torch.float64 and data.points.device.type == "cpu":
+            return data
+        data = data.points
     Y = torch.as_tensor(np.array(data, dtype=np.float64)) if not isinstance(data, torch.Tensor) else data
     Y = Y.to(torch.float64).cpu()
     if Y.ndim != 2 or Y.shape[0] < 1:
         raise ValueError(f"data must have shape (P, d) with P >= 1, got {tuple(Y.shape)}")
     if not bool(torch.isfinite(Y).all()):
         raise ValueError("data holds NaN or infinite values")
-    return Y
+    return PreparedData(Y, _squared_norms(Y))
 
 
 def _points(x: Any, d: int, name: str = "x") -> torch.Tensor:
@@ -223,7 +235,8 @@ def block_order_parameter(
     x
         Test points, shape ``(n, d)`` or ``(d,)``.
     data
-        Training points, shape ``(P, d)``.
+        Training points, shape ``(P, d)``, or a :class:`~diffnb.scores.PreparedData` (checked once, for many
+        calls).
     t
         Noise variance (a single positive number).
     variances
@@ -269,7 +282,8 @@ def empirical_spectrum(x: Any, data: Any, t: float) -> np.ndarray:
     x
         Test points, shape ``(n, d)`` or ``(d,)``.
     data
-        Training points, shape ``(P, d)``.
+        Training points, shape ``(P, d)``, or a :class:`~diffnb.scores.PreparedData` (checked once, for many
+        calls).
     t
         Noise variance (a single positive number).
 
@@ -302,7 +316,8 @@ def sweep(
     Parameters
     ----------
     data
-        Training points, shape ``(P, d)``.
+        Training points, shape ``(P, d)``, or a :class:`~diffnb.scores.PreparedData` (checked once, for many
+        calls).
     base
         Base points, shape ``(n, d)``, or ``(d,)`` (e.g. the origin) broadcast against ``noise``.
     noise
@@ -324,7 +339,8 @@ def sweep(
         returned by :func:`empirical_spectrum` and ``"eigenvalues"`` ``(n_times, n, d)``, the eigenvalues of
         ``t J`` in ascending order.
     """
-    Y = _data(data)
+    prepared = _data(data)
+    Y, y_sq = prepared.points, prepared.squared_norms
     P, d = Y.shape
     xi = _points(noise, d, "noise")
     b = _points(np.broadcast_to(np.asarray(base, dtype=np.float64), xi.shape), d, "base")
@@ -337,7 +353,6 @@ def sweep(
         idx = _blocks(blocks, d)
         B = _basis(basis, d)
         Yb = Y @ B if B is not None else Y
-    y_sq = (Y * Y).sum(-1)
     table = _product_table(Y) if spectra else None
     result: dict[str, np.ndarray] = {"times": tt, "participation": np.empty((tt.size, xi.shape[0]))}
     if order:
@@ -380,7 +395,8 @@ def official_probe_spectrum(
     x
         Points, shape ``(n, d)`` or ``(d,)`` (the official code uses the origin).
     data
-        Training points, shape ``(P, d)``.
+        Training points, shape ``(P, d)``, or a :class:`~diffnb.scores.PreparedData` (checked once, for many
+        calls).
     t
         Noise variance.
     absolute
@@ -395,13 +411,13 @@ def official_probe_spectrum(
     numpy.ndarray
         Raw singular values (not normalised), shape ``(n, d)``, in descending order.
     """
-    Y = _data(data)
-    X = _points(x, Y.shape[1])
+    prepared = _data(data)
+    X = _points(x, prepared.points.shape[1])
     tt = _times(t)
     if tt.size != 1:
         raise ValueError("t must be a single noise variance")
     J = score_jacobian(
-        make_empirical_score(Y),
+        make_empirical_score(prepared),
         X,
         float(tt[0]),
         method="probe",
@@ -432,7 +448,8 @@ def mean_posterior_covariance(x: Any, data: Any, t: float) -> np.ndarray:
         Points, shape ``(n, d)`` (e.g. noised training points ``y + sqrt(t) xi``, the points the empirical
         score's own generation visits).
     data
-        Training points, shape ``(P, d)``.
+        Training points, shape ``(P, d)``, or a :class:`~diffnb.scores.PreparedData` (checked once, for many
+        calls).
     t
         Noise variance (one positive number).
 
@@ -441,12 +458,12 @@ def mean_posterior_covariance(x: Any, data: Any, t: float) -> np.ndarray:
     numpy.ndarray
         Shape ``(d, d)``, symmetric positive semi-definite (float64).
     """
-    Y = _data(data)
+    prepared = _data(data)
+    Y, y_sq = prepared.points, prepared.squared_norms
     X = _points(x, Y.shape[1])
     tt = _times(t)
     if tt.size != 1:
         raise ValueError("t must be a single noise variance")
-    y_sq = (Y * Y).sum(-1)
     W = torch.softmax((X @ Y.T - 0.5 * y_sq) / float(tt[0]), dim=-1)
     means = W @ Y
     second = Y.T @ (W.mean(0)[:, None] * Y)

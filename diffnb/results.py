@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -258,15 +257,11 @@ def gather(
         entry = stored.get(_job_text(job))
         if entry is not None:
             result, source, meta, seconds = entry["result"], "committed", entry["meta"], entry["meta"].get("seconds")
-        elif cache:
-            record = lookup(experiment.cache_kind, job, scale=scale)
-            source = "computed" if record is None else "cache"
-            record = record if record is not None else run_job(name, job, scale)
-            result, meta, seconds = record["result"], None, record["seconds"]
         else:
-            start = time.perf_counter()
-            result, source, meta = experiment.run(dict(job)), "computed", None
-            seconds = time.perf_counter() - start
+            record = lookup(experiment.cache_kind, job, scale=scale) if cache else None
+            source = "computed" if record is None else "cache"
+            record = record if record is not None else run_job(name, job, scale, use_cache=cache)
+            result, meta, seconds = record["result"], None, record["seconds"]
         out.jobs.append(job)
         out.results.append(result)
         out.sources.append(source)

@@ -19,7 +19,12 @@ then one row per noise level. The functions here are vectorised over those axes:
 * :func:`mean_jacobian_spectra` — singular values of the score Jacobian averaged over (noised) points, per
   level, and :func:`resolution_above` — a resolution above a measured normal bulk;
 * :func:`classify_phases` — label every noise level trivial / coverage / consolidation at a resolution
-  ``delta`` (the definitions of :func:`diffnb.theory.spectral.phase_boundaries`) and measure the boundaries.
+  ``delta`` (the definitions of :func:`diffnb.theory.spectral.phase_boundaries`) and measure the boundaries;
+  :func:`phase_sequence` — the phases in the order generation meets them;
+* :func:`linear_score_spectra` — the exact spectra over time of the Gaussian linear-manifold score, in any of
+  the conventions above;
+* :func:`rayleigh_quotients` — ``-u.J.u`` along given directions, optionally divided by ``|J|``: what a
+  Jacobian does along known tangent, normal or radial directions.
 
 NumPy arrays and torch tensors are accepted; results are NumPy (dimensions are integers).
 """
@@ -32,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffnb._linalg import gram_eigvalsh
 from diffnb._validation import as_float_array, check_choice, check_finite_array
 
 __all__ = [
@@ -411,6 +417,64 @@ def score_spectra_over_time(
     return sv
 
 
+def rayleigh_quotients(jacobians: Any, directions: Any, *, normalize: bool = True) -> np.ndarray:
+    r"""Normalised Rayleigh quotients :math:`-u^\top J u / \lVert J \rVert` of Jacobians along given directions.
+
+    For the exact score of a Gaussian, ``-u.(tJ).u = t / (lambda + t)`` along an eigenvector of variance
+    ``lambda``: about 0 along a resolved tangent direction and 1 along a normal one. For a network the quotient
+    along known directions (coordinate axes, the eigenvectors of the data covariance, the radial direction of
+    a point) says which of them its score has learned, without sorting or matching singular vectors. Only the
+    symmetric part of ``J`` contributes (``u.A.u = 0`` for antisymmetric ``A``).
+
+    Parameters
+    ----------
+    jacobians
+        Shape ``(..., d, d)`` (array or tensor), e.g. from :func:`diffnb.jacobian.score_jacobian`.
+    directions
+        Shape ``(k, d)`` (the same directions for every Jacobian) or ``(..., k, d)`` broadcasting against the
+        leading axes of ``jacobians`` (e.g. one radial direction per point: ``(n, 1, d)``). Each direction is
+        normalised to unit length; none may be zero.
+    normalize
+        Divide by the largest singular value of each Jacobian (the book's convention for networks: normal
+        directions near 1). ``False`` returns ``-u.J.u`` itself, e.g. for ``t J`` of a Jacobian already scaled.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(..., k)``, float64.
+
+    Raises
+    ------
+    ValueError
+        For a non-square or non-finite Jacobian, directions of the wrong length, a zero direction, or a zero
+        Jacobian with ``normalize``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> J = -np.diag([1.0, 0.5, 0.1])  # exact score of N(0, diag(0, 1, 9)) at t = 1
+    >>> rayleigh_quotients(J, np.eye(3)).tolist(), rayleigh_quotients(J, [[1.0, 1.0, 0.0]]).round(12).tolist()
+    ([1.0, 0.5, 0.1], [0.75])
+    """
+    J = _as_array(jacobians, "jacobians")
+    if J.ndim < 2 or J.shape[-1] != J.shape[-2]:
+        raise ValueError(f"jacobians must have shape (..., d, d), got {J.shape}")
+    U = _as_array(directions, "directions")
+    if U.ndim < 2 or U.shape[-1] != J.shape[-1]:
+        raise ValueError(f"directions must have shape (k, d) or (..., k, d) with d = {J.shape[-1]}, got {U.shape}")
+    norms = np.linalg.norm(U, axis=-1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("directions must be non-zero vectors")
+    U = U / norms
+    q = -np.einsum("...kd,...de,...ke->...k", U, J, U)
+    if normalize:
+        top = np.linalg.norm(J, ord=2, axis=(-2, -1))
+        if np.any(top == 0):
+            raise ValueError("jacobians: a Jacobian is zero and cannot be divided by its largest singular value")
+        q = q / top[..., None]
+    return q
+
+
 def plateau_length(times: Any, dims: Any, *, lo: int = 0, hi: int | None = None) -> tuple[float, int]:
     """Longest stretch of noise levels over which a dimension-over-time curve stays at one value in ``(lo, hi)``.
 
@@ -454,7 +518,7 @@ def plateau_length(times: Any, dims: Any, *, lo: int = 0, hi: int | None = None)
     return best, value
 
 
-__all__ += ["score_spectra_over_time", "plateau_length"]
+__all__ += ["score_spectra_over_time", "rayleigh_quotients", "plateau_length"]
 
 
 #: How :func:`mean_jacobian_spectra` scales its singular values.
@@ -909,13 +973,102 @@ def phase_labels(times: Any, t_trivial: float, t_consolidation: float) -> np.nda
     return labels.astype("<U13")
 
 
+def phase_sequence(times: Any, labels: Any) -> list[str]:
+    """The phases in the order generation meets them: labels sorted by decreasing ``t``, repeats merged.
+
+    A spectrum that passes through the three phases in order gives ``["trivial", "coverage",
+    "consolidation"]`` (``list(PHASES[:3])``); a phase missing on the grid, a return to an earlier phase or a
+    collapse shows in the list.
+
+    Parameters
+    ----------
+    times
+        Noise levels, shape ``(n_times,)``, positive, any order.
+    labels
+        One label of :data:`PHASES` per level, in the order of ``times`` (e.g.
+        :attr:`PhaseClassification.labels` of a single spectrum over time).
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> phase_sequence([1.0, 10.0, 100.0, 0.1], ["coverage", "coverage", "trivial", "consolidation"])
+    ['trivial', 'coverage', 'consolidation']
+    """
+    t = _as_array(times, "times")
+    lab = np.asarray(labels)
+    if t.ndim != 1 or np.any(t <= 0):
+        raise ValueError(f"times must be a 1-D array of positive noise levels, got shape {t.shape}")
+    if lab.shape != t.shape:
+        raise ValueError(f"labels must have one entry per noise level, shape {t.shape}, got {lab.shape}")
+    unknown = set(lab.tolist()) - set(PHASES)
+    if unknown:
+        raise ValueError(f"labels must be among {PHASES}, got {sorted(unknown)}")
+    ordered = lab[np.argsort(-t, kind="stable")].tolist()
+    return [p for k, p in enumerate(ordered) if k == 0 or p != ordered[k - 1]]
+
+
+def linear_score_spectra(F: Any, times: Any, *, convention: str = "singular_tj") -> np.ndarray:
+    r"""Exact spectra over time of the score of the Gaussian linear manifold ``x = F z`` (SPEC §2).
+
+    The Jacobian :math:`J = -(FF^\top + tI)^{-1}` is the same at every point, so one spectrum per noise level
+    is the whole story: with :math:`\lambda_i` the ``d`` eigenvalues of :math:`C = FF^\top` (``d - m`` of them
+    zero), ``t J`` has the eigenvalues :math:`-t/(\lambda_i + t)`, -1 along normal directions. The eigenvalues
+    of ``C`` are computed once (float64), not one inverse per level.
+
+    Parameters
+    ----------
+    F
+        Embedding, shape ``(d, m)`` (array or tensor), finite.
+    times
+        VE noise variances, shape ``(n_times,)``, positive.
+    convention
+        One of :data:`SPECTRUM_CONVENTIONS`, as :func:`classify_phases` reads them: ``"eigenvalues"`` (of
+        ``t J``, in ``[-1, 0]``), ``"singular_tj"`` (singular values of ``t J``, :math:`t/(\lambda_i + t)`) or
+        ``"singular"`` (singular values divided by the largest one per level; the same as ``"singular_tj"``
+        when ``m < d``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_times, d)``, float64, ascending along the last axis, in the order of ``times``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> F = np.array([[1.0], [0.0]])  # one tangent direction of variance 1 in d = 2
+    >>> linear_score_spectra(F, [1.0, 3.0]).tolist()
+    [[0.5, 1.0], [0.75, 1.0]]
+    """
+    check_choice(convention, SPECTRUM_CONVENTIONS, "convention")
+    Fa = _as_array(F, "F")
+    if Fa.ndim != 2:
+        raise ValueError(f"F must have shape (d, m), got {Fa.shape}")
+    t = _as_array(times, "times")
+    if t.ndim != 1 or np.any(t <= 0):
+        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
+    d = Fa.shape[0]
+    lam = gram_eigvalsh(torch.from_numpy(np.ascontiguousarray(Fa))).numpy()
+    lam = np.concatenate([np.zeros(d - lam.size), lam])  # ascending
+    values = t[:, None] / (lam[::-1] + t[:, None])  # ascending along each row
+    if convention == "eigenvalues":
+        return -values[:, ::-1]
+    if convention == "singular":
+        return values / values[:, -1:]
+    return values
+
+
 __all__ += [
     "PHASES",
     "SPECTRUM_CONVENTIONS",
     "PhaseClassification",
     "classify_phases",
+    "linear_score_spectra",
     "normal_bulk_width",
     "phase_labels",
+    "phase_sequence",
 ]
 
 

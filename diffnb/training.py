@@ -109,9 +109,10 @@ class TrainConfig:
         Linear learning-rate warm-up.
     loss_weighting
         ``"uniform"``: the plain noise-matching loss (the official code). ``"edm"``: each sample weighted by
-        :math:`1 + \\sigma^2/\\sigma_{data}^2` (``sigma_data`` of the network), which makes the loss uniform in
-        the units of the denoiser (Karras et al. 2022) and gives the large noise levels, where the noise is easy
-        to predict but its data-dependent part is small, their share of the fit.
+        :math:`1 + \\sigma^2/\\sigma_{data}^2` (``sigma_data`` of the network; scaled to average 1 over the
+        noise levels that training draws), which makes the loss uniform in the units of the denoiser (Karras
+        et al. 2022) and gives the large noise levels, where the noise is easy to predict but its
+        data-dependent part is small, their share of the fit.
     seed
         Seed of the initialisation and of the draws (mini-batches, noise scales, noise).
     schedule
@@ -316,6 +317,30 @@ def _step_sigmas(schedule: str, T: int, beta_start: float, beta_end: float) -> t
     return torch.from_numpy(np.sqrt(sched.ve_time(np.arange(T)))).float()
 
 
+def _sigma_range(cfg: TrainConfig) -> tuple[float, float]:
+    """Smallest and largest noise scale that training draws: ``[sigma_min, sigma_max]`` for ``"ve"``, the
+    first and last step of a DDPM schedule otherwise."""
+    if cfg.schedule == "ve":
+        return cfg.sigma_min, cfg.sigma_max
+    table = _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)
+    return float(table[0]), float(table[-1])
+
+
+def _training_sigmas(cfg: TrainConfig, n_grid: int = 1001) -> torch.Tensor:
+    """Noise scales standing for the training distribution of ``sigma`` (float64): a log-uniform grid on
+    :func:`_sigma_range`, or every step of a DDPM schedule when steps are drawn uniformly."""
+    if cfg.schedule != "ve" and cfg.step_sampling in (None, "uniform"):
+        return _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end).double()
+    sigma_min, sigma_max = _sigma_range(cfg)
+    return sigma_min * (sigma_max / sigma_min) ** torch.linspace(0, 1, n_grid, dtype=torch.float64)
+
+
+def _edm_weight_scale(cfg: TrainConfig, sigma_data: float) -> float:
+    """Factor that makes the EDM weight :math:`1 + \\sigma^2/\\sigma_{data}^2` average to 1 over the training
+    distribution of ``sigma``, so that losses stay comparable with the uniform weighting."""
+    return float(1.0 / (1.0 + _training_sigmas(cfg) ** 2 / sigma_data**2).mean())
+
+
 def _draw(generators, sizes, cfg: TrainConfig, d: int, steps: int):
     """Random draws of ``steps`` consecutive steps for every member, in a fixed order per member.
 
@@ -323,11 +348,8 @@ def _draw(generators, sizes, cfg: TrainConfig, d: int, steps: int):
     ``(steps, K, B, d)``.
     """
     idx, sig, noise = [], [], []
-    if cfg.schedule == "ve":
-        sigma_min, sigma_max = cfg.sigma_min, cfg.sigma_max
-    else:
-        table = _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)
-        sigma_min, sigma_max = float(table[0]), float(table[-1])
+    table = None if cfg.schedule == "ve" else _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)
+    sigma_min, sigma_max = _sigma_range(cfg)
     log_ratio = math.log(sigma_max / sigma_min)
     for gen, size in zip(generators, sizes, strict=True):
         idx.append(torch.randint(size, (steps, cfg.batch_size), generator=gen))
@@ -384,13 +406,17 @@ def _progress_enabled(progress: bool | None) -> bool:
 
 def member_key(net_config: NetConfig | UNetConfig, train_config: TrainConfig, data: torch.Tensor) -> dict:
     """The configuration that identifies one trained member in the cache."""
-    return {
+    key = {
         "net": net_config.to_dict(),
         "train": train_config.to_dict(),
         "data": cache.array_digest(data.numpy()),
         "algorithm": ALGORITHM_VERSION,
         "draw_chunk": DRAW_CHUNK,
     }
+    if train_config.loss_weighting == "edm" and train_config.schedule != "ve":
+        # the EDM weights of DDPM schedules were once normalised over the VE range; only these keys move
+        key["edm_normalisation"] = "training_sigmas"
+    return key
 
 
 def _to_record(trained: TrainedModel) -> dict:
@@ -479,9 +505,7 @@ def _train_stack(
     start_step = 0
     weights = None
     if cfg.loss_weighting == "edm":
-        # normalise so that the mean weight over the sigma distribution is 1 (keeps losses comparable)
-        grid = cfg.sigma_min * (cfg.sigma_max / cfg.sigma_min) ** torch.linspace(0, 1, 1001, dtype=torch.float64)
-        weights = float(1.0 / (1.0 + grid**2 / net_config.sigma_data**2).mean())
+        weights = _edm_weight_scale(cfg, net_config.sigma_data)
 
     if checkpoint_key is not None and checkpoint_every:
         state = cache.lookup("score_mlp_checkpoint", checkpoint_key)

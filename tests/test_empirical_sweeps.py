@@ -114,3 +114,12 @@ def test_job_lists_per_scale():
         assert len({str(sorted(j.items())) for j in jobs}) == len(jobs)  # no duplicate jobs
         assert sum(j["part"] == "reference" for j in jobs) == 1
         assert any(j["part"] == "embedded" and j["n_spectra"] > 0 for j in jobs)
+
+
+def test_sphere_variances_are_computed_once_and_callers_get_their_own_copy():
+    first = es.sphere_variances(20_000, seed=3)
+    first[:] = -1.0  # a caller's change must not reach the next job
+    second = es.sphere_variances(20_000, seed=3)
+    assert np.all(second > 0)
+    np.testing.assert_array_equal(second, es.sphere_variances(20_000, seed=3))
+    assert not np.array_equal(second, es.sphere_variances(20_000, seed=4))

@@ -66,6 +66,34 @@ def test_copy_ratio():
         ip.copy_ratio(train, train[:1])
 
 
+def test_copy_fraction():
+    assert ip.COPY_THRESHOLD == pytest.approx(1 / 3)
+    # strictly below the threshold counts; the default threshold is COPY_THRESHOLD
+    assert ip.copy_fraction([0.1, 1 / 3, 0.5, 2.0]) == 0.25
+    assert ip.copy_fraction(np.array([[0.2, 0.9]]), threshold=1.0) == 1.0
+    assert ip.copy_fraction(torch.tensor([0.5, 2.0])) == 0.0
+    # it agrees with copy_ratio's output: one copy among three samples
+    train = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    ratio = ip.copy_ratio(torch.tensor([[0.0, 0.1], [0.5, 0.5], [3.0, 1.0]]), train)
+    assert ip.copy_fraction(ratio) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "threshold", "match"),
+    [
+        ([], 1 / 3, "at least one"),
+        ([0.1, float("nan")], 1 / 3, "NaN"),
+        ([-0.1, 0.5], 1 / 3, "non-negative"),
+        ([0.1], 0.0, "threshold must be"),
+        ([0.1], float("inf"), "threshold must be"),
+        (["a"], 1 / 3, "array of numbers"),
+    ],
+)
+def test_copy_fraction_bad_input(ratios, threshold, match):
+    with pytest.raises(ValueError, match=match):
+        ip.copy_fraction(ratios, threshold)
+
+
 def test_paper_job_settings():
     job = ip.paper_job("cifar10", 5000)
     assert job["steps"] == 400_000 and job["lr"] == 1e-4 and job["batch_size"] == 128

@@ -11,11 +11,18 @@ from diffnb.posterior import (
     block_order_parameter,
     empirical_spectrum,
     gaussian_posterior_variance,
+    mean_posterior_covariance,
     noised_points,
     official_probe_spectrum,
     sweep,
 )
-from diffnb.scores import empirical_jacobian_eigvals, empirical_score, participation_ratio, posterior_covariance
+from diffnb.scores import (
+    empirical_jacobian_eigvals,
+    empirical_score,
+    participation_ratio,
+    posterior_covariance,
+    prepare_data,
+)
 
 SPHERE = AxisAlignedManifold(30, (2, 5), (1.0, 0.3), 0.01, normalized=True)
 
@@ -193,3 +200,23 @@ def test_sweep_goes_point_by_point_when_the_products_do_not_fit(small, monkeypat
     chunked = sweep(data, base, noise, times, order=False)
     np.testing.assert_allclose(chunked["spectra"], full["spectra"], atol=1e-12)
     np.testing.assert_allclose(chunked["eigenvalues"], full["eigenvalues"], atol=1e-10)
+
+
+def test_prepared_data_gives_the_same_results_as_raw_data(small):
+    data, base, noise = small
+    prepared = prepare_data(data)
+    raw = sweep(data, base, noise, [0.01, 0.3], variances=np.ones(30), blocks=[slice(0, 2)])
+    again = sweep(prepared, base, noise, [0.01, 0.3], variances=np.ones(30), blocks=[slice(0, 2)])
+    for key in raw:
+        np.testing.assert_array_equal(raw[key], again[key])
+    np.testing.assert_array_equal(
+        official_probe_spectrum(base, data, 0.1), official_probe_spectrum(base, prepared, 0.1)
+    )
+    np.testing.assert_array_equal(
+        mean_posterior_covariance(base, data, 0.1), mean_posterior_covariance(base, prepared, 0.1)
+    )
+    # float32 prepared data are lifted to float64, as raw float32 data are
+    low = prepare_data(torch.as_tensor(data, dtype=torch.float32))
+    np.testing.assert_allclose(
+        empirical_spectrum(base, low, 0.1), empirical_spectrum(base, data.astype(np.float32), 0.1)
+    )

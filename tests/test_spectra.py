@@ -14,7 +14,9 @@ from diffnb.spectra import (
     crossing_time,
     dimension_over_time,
     estimate_dimension,
+    linear_score_spectra,
     normalize_spectrum,
+    rayleigh_quotients,
 )
 
 
@@ -232,3 +234,100 @@ def test_crossing_time_bad_input():
         crossing_time([0.1], [1.0])
     with pytest.raises(ValueError, match="curve"):
         crossing_time([0.1, 1.0], [1.0, 0.0, 0.5])
+
+
+# ---------------------------------------------------------------------------------- exact linear-score spectra
+
+
+@pytest.mark.parametrize("convention", ["eigenvalues", "singular_tj", "singular"])
+def test_linear_score_spectra_against_the_closed_form_jacobian(convention):
+    man = LinearManifold(30, (6, 4), (1.0, 0.3), seed=3)
+    times = np.geomspace(1e-3, 1e2, 7)
+    out = linear_score_spectra(man.F, times, convention=convention)
+    assert out.shape == (7, 30) and out.dtype == np.float64
+    assert np.all(np.diff(out, axis=-1) >= 0)
+    # reference: diagonalise t J = -t (C + t I)^{-1} at every level
+    eig = np.stack([np.linalg.eigvalsh(t * linear_score_jacobian(man.F, t)) for t in times])
+    if convention == "eigenvalues":
+        ref = eig
+    elif convention == "singular_tj":
+        ref = np.sort(-eig, axis=-1)
+    else:
+        sv = np.stack([np.linalg.svd(linear_score_jacobian(man.F, t), compute_uv=False) for t in times])
+        ref = normalize_spectrum(sv)
+    np.testing.assert_allclose(out, ref, atol=1e-12)
+    # d - m = 20 normal directions at the normal end
+    end = -1.0 if convention == "eigenvalues" else 1.0
+    np.testing.assert_allclose(out[:, :20] if end < 0 else out[:, 10:], end, atol=1e-12)
+
+
+def test_linear_score_spectra_full_rank_and_torch_input():
+    F = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # variances 4 and 1, no normal direction
+    out = linear_score_spectra(F, [1.0])
+    np.testing.assert_allclose(out, [[0.2, 0.5]])
+    np.testing.assert_allclose(linear_score_spectra(F, [1.0], convention="singular"), [[0.4, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        ((np.ones(3), [1.0]), {}, "F must have shape"),
+        ((np.ones((3, 1)), [0.0]), {}, "times"),
+        ((np.ones((3, 1)), [[1.0]]), {}, "times"),
+        ((np.full((3, 1), np.nan), [1.0]), {}, "F holds NaN"),
+        ((np.ones((3, 1)), [1.0]), {"convention": "svd"}, "convention"),
+    ],
+)
+def test_linear_score_spectra_bad_input(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        linear_score_spectra(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- Rayleigh quotients
+
+
+def test_rayleigh_quotients_of_an_exact_score_are_t_over_lambda_plus_t():
+    man = LinearManifold(20, (5,), (1.0,), seed=1)
+    lam, U = np.linalg.eigh(man.covariance)
+    t = 0.2
+    J = linear_score_jacobian(man.F, t)
+    q = rayleigh_quotients(t * J, U.T, normalize=False)
+    np.testing.assert_allclose(q, t / (np.clip(lam, 0, None) + t), atol=1e-12)
+    # normalised by |J| = 1/t (the normal directions): the same numbers
+    np.testing.assert_allclose(rayleigh_quotients(J, U.T), q, atol=1e-12)
+    # unnormalised directions are normalised
+    np.testing.assert_allclose(rayleigh_quotients(J, 3.0 * U.T), q, atol=1e-12)
+
+
+def test_rayleigh_quotients_ignore_the_antisymmetric_part_and_broadcast():
+    rng = np.random.default_rng(0)
+    S = rng.standard_normal((4, 6, 6))
+    S = -(S @ S.transpose(0, 2, 1))  # symmetric, negative definite
+    A = rng.standard_normal((4, 6, 6))
+    A = A - A.transpose(0, 2, 1)
+    u = rng.standard_normal((4, 1, 6))  # one direction per matrix
+    un = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    q = rayleigh_quotients(torch.as_tensor(S + A), u, normalize=False)
+    assert q.shape == (4, 1)
+    np.testing.assert_allclose(q[:, 0], -np.einsum("nd,nde,ne->n", un[:, 0], S, un[:, 0]), rtol=1e-10)
+    # normalised by the largest singular value of the full (non-symmetric) matrix
+    top = np.linalg.svd(S + A, compute_uv=False)[:, 0]
+    np.testing.assert_allclose(rayleigh_quotients(S + A, u)[:, 0], q[:, 0] / top, rtol=1e-10)
+    # shared directions against a batch
+    assert rayleigh_quotients(S, np.eye(6)).shape == (4, 6)
+
+
+@pytest.mark.parametrize(
+    ("J", "U", "match"),
+    [
+        (np.ones((3, 2)), np.eye(3), "jacobians must have shape"),
+        (np.eye(3), np.ones(3), "directions must have shape"),
+        (np.eye(3), np.ones((2, 4)), "directions must have shape"),
+        (np.eye(3), np.zeros((1, 3)), "non-zero"),
+        (np.zeros((3, 3)), np.eye(3), "zero"),
+        (np.full((3, 3), np.nan), np.eye(3), "jacobians holds NaN"),
+    ],
+)
+def test_rayleigh_quotients_bad_input(J, U, match):
+    with pytest.raises(ValueError, match=match):
+        rayleigh_quotients(J, U)

@@ -13,6 +13,7 @@ from diffnb.spectra import (
     classify_phases,
     normal_bulk_width,
     phase_labels,
+    phase_sequence,
 )
 from diffnb.theory.spectral import phase_boundaries
 
@@ -247,3 +248,31 @@ def test_singular_tj_convention_is_not_biased_by_the_largest_normal_value():
     assert biased.t_consolidation > 1.05 * 0.3 * 0.25 / 0.75  # dividing by ~1.1 shrinks every value
     with pytest.raises(ValueError, match="non-negative"):
         classify_phases(TIMES, -sv_tj, 0.2, convention="singular_tj", n_tangent=3)
+
+
+def test_phase_sequence_orders_by_decreasing_noise_and_merges_repeats():
+    man = LinearManifold(60, (20,), (1.0,), seed=0)
+    eig = exact_eigenvalues(covariance_eigenvalues(man))
+    res = classify_phases(TIMES, eig, 0.1, n_tangent=20)
+    assert phase_sequence(TIMES, res.labels) == list(PHASES[:3])
+    shuffled = np.random.default_rng(0).permutation(TIMES.size)
+    assert phase_sequence(TIMES[shuffled], res.labels[shuffled]) == list(PHASES[:3])
+    # a memorising score: back to an isotropic Jacobian below some t
+    t = np.array([100.0, 10.0, 1.0, 0.1])
+    assert phase_sequence(t, ["trivial", "coverage", "coverage", "collapsed"]) == ["trivial", "coverage", "collapsed"]
+    # a return to an earlier phase shows
+    assert phase_sequence(t, ["trivial", "coverage", "trivial", "coverage"]) == [
+        "trivial",
+        "coverage",
+        "trivial",
+        "coverage",
+    ]
+
+
+def test_phase_sequence_bad_input():
+    with pytest.raises(ValueError, match="one entry per noise level"):
+        phase_sequence([1.0, 2.0], ["trivial"])
+    with pytest.raises(ValueError, match="labels must be among"):
+        phase_sequence([1.0, 2.0], ["trivial", "solid"])
+    with pytest.raises(ValueError, match="times"):
+        phase_sequence([1.0, -2.0], ["trivial", "trivial"])

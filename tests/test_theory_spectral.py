@@ -353,8 +353,107 @@ def test_sampled_stieltjes_transform():
         (lambda: sp.sample_covariance_eigvals(10, [2.5], [1.0]), "ms"),
         (lambda: sp.stieltjes_transform([1 - 1j], [0.2], [1.0]), "imaginary"),
         (lambda: sp.sampled_gap_peak([1.0, 2.0], 2), "n_above"),
+        (lambda: sp.leave_time(-1.0, 0.1), "lam"),
+        (lambda: sp.arrival_time([1.0, np.nan], 0.1), "lam"),
+        (lambda: sp.leave_time(1.0, 1.0), "delta"),
+        (lambda: sp.classical_eigenvalues([0.4], [1.0], 0), "d must"),
+        (lambda: sp.classical_eigenvalues([0.4], [1.0], 10.0), "d must"),
+        (lambda: sp.sorted_jacobian_spectrum(0.1, [0.4], [1.0], 10, n_smallest=11), "n_smallest"),
+        (lambda: sp.sorted_jacobian_spectrum(-0.1, [0.4], [1.0], 10), "t"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ---------------------------------------------------------------------------------- edge times, sorted spectra
+
+
+def test_leave_and_arrival_times_are_where_the_eigenvalue_crosses_delta():
+    lam = np.array([0.0, 0.135, 1.0, 2.66])
+    for delta in (0.05, 0.1, 0.5, 0.9):
+        t_leave, t_arrive = sp.leave_time(lam, delta), sp.arrival_time(lam, delta)
+        pos = lam > 0
+        # -t/(lam + t) is -1 + delta at t_leave, t/(lam + t) is delta at t_arrive
+        np.testing.assert_allclose(-t_leave[pos] / (lam[pos] + t_leave[pos]), -1 + delta, rtol=1e-12)
+        np.testing.assert_allclose(t_arrive[pos] / (lam[pos] + t_arrive[pos]), delta, rtol=1e-12)
+        assert t_leave[0] == t_arrive[0] == 0.0
+    assert isinstance(sp.leave_time(1.0, 0.1), float)
+    # phase_boundaries and manifold_gap_time are these times at the edges of the spectrum of C
+    (lo, hi), delta = sp.covariance_support([0.4], [1.0])[0], 0.1
+    assert sp.phase_boundaries([0.4], [1.0], delta) == (sp.leave_time(hi, delta), sp.arrival_time(lo, delta))
+    assert sp.manifold_gap_time(lo, delta) == sp.leave_time(lo, delta)
+
+
+def _mp_quantile_reference(alpha, sigma2, d):
+    """Classical locations of one Marchenko-Pastur bulk by adaptive quadrature and root finding (closed-form
+    density, independent of the Silverstein solver and of the module's cumulative mass)."""
+    from scipy import integrate, optimize
+
+    lo, hi = sigma2 * (1 - np.sqrt(alpha)) ** 2, sigma2 * (1 + np.sqrt(alpha)) ** 2
+
+    def density(x):  # normalised over all d eigenvalues: integrates to alpha
+        return np.sqrt(max((hi - x) * (x - lo), 0.0)) / (2 * np.pi * sigma2 * x)
+
+    def mass_above(x):
+        return integrate.quad(density, x, hi, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+
+    out = []
+    for k in range(1, d + 1):
+        target = (k - 0.5) / d
+        if target >= alpha:
+            out.append(0.0)
+        else:
+            out.append(optimize.brentq(lambda x, q=target: mass_above(x) - q, lo, hi, xtol=1e-14))
+    return np.sort(out)
+
+
+def test_classical_eigenvalues_of_one_block_against_quadrature():
+    d = 50
+    lam = sp.classical_eigenvalues([0.4], [1.0], d)
+    ref = _mp_quantile_reference(0.4, 1.0, d)
+    assert lam.shape == (d,) and np.all(np.diff(lam) >= 0)
+    assert np.sum(lam == 0) == 30  # the atom holds d - m = 30 ranks
+    np.testing.assert_allclose(lam, ref, rtol=2e-5, atol=0)
+
+
+def test_classical_eigenvalues_of_two_blocks_against_quadrature_of_the_density():
+    from scipy import integrate
+
+    d = 40
+    alphas, sigma2s = [0.25, 0.125], [1.0, 0.04]
+    lam = sp.classical_eigenvalues(alphas, sigma2s, d)
+    bulks = sp.covariance_support(alphas, sigma2s)
+
+    def mass_above(x):
+        total = 0.0
+        for lo, hi in bulks:
+            a = min(max(x, lo), hi)
+            total += integrate.quad(sp.covariance_density, a, hi, args=(alphas, sigma2s), limit=200)[0]
+        return total
+
+    top = lam[::-1][:15]  # the m = 15 tangent ranks, largest first
+    for k, value in enumerate(top, start=1):
+        assert mass_above(value) == pytest.approx((k - 0.5) / d, abs=2e-5)
+    assert np.all(lam[:-15] == 0)
+    # every value lies inside a bulk
+    assert all(any(lo - 1e-12 <= v <= hi + 1e-12 for lo, hi in bulks) for v in top)
+
+
+def test_sorted_jacobian_spectrum_maps_the_classical_eigenvalues():
+    alphas, sigma2s, d = [0.25, 0.125], [1.0, 0.04], 40
+    lam = sp.classical_eigenvalues(alphas, sigma2s, d)
+    t = np.array([0.01, 0.1, 1.0])
+    v = sp.sorted_jacobian_spectrum(t, alphas, sigma2s, d)
+    assert v.shape == (3, d) and np.all(np.diff(v, axis=-1) >= 0)
+    np.testing.assert_allclose(v, np.sort(t[:, None] / (lam + t[:, None]), axis=-1), rtol=1e-14)
+    assert np.all(v[:, 15:] == 1.0)  # the normal atom
+    small = sp.sorted_jacobian_spectrum(0.1, alphas, sigma2s, d, n_smallest=15)
+    np.testing.assert_array_equal(small, v[1, :15])
+    # against sampled matrices at larger d: the mean sorted spectrum follows the theory's
+    d_big = 400
+    samples = sp.sample_covariance_eigvals(d_big, [100, 50], sigma2s, rng=0, n_samples=4)
+    sampled = np.sort(0.1 / (samples + 0.1), axis=-1).mean(axis=0)
+    theory = sp.sorted_jacobian_spectrum(0.1, alphas, sigma2s, d_big, n_smallest=150)
+    assert np.abs(sampled - theory).max() < 0.02

@@ -106,3 +106,29 @@ def test_bad_vp_config(kwargs, match):
 def test_image_data_of_the_wrong_size_is_refused(digits):
     with pytest.raises(ValueError, match="features but the network expects d=1024"):
         train_score_model(digits, UNetConfig((1, 32, 32), channels=8, emb_dim=16, groups=4), TrainConfig(steps=1))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"schedule": "linear"}, {"schedule": "cosine"}, {"schedule": "linear", "step_sampling": "log_sigma"}],
+)
+def test_edm_loss_weights_average_to_one_over_the_drawn_noise_levels(kwargs):
+    sigma_data = 0.5
+    cfg = TrainConfig(steps=1, batch_size=200_000, loss_weighting="edm", **kwargs)
+    _, sigma, _ = training._draw([torch.Generator().manual_seed(0)], [10], cfg, 1, 1)
+    sigma = sigma.double().ravel()
+    weight = (1.0 + sigma**2 / sigma_data**2) * training._edm_weight_scale(cfg, sigma_data)
+    # The weight spans 400x (VE) to 1e9x (cosine), so a mean near 1 needs the right normalising range: the
+    # VE range used for every schedule had put the linear schedule's mean at 175 and the cosine's at 6e4.
+    # The cosine's mean rests on its last few steps (~200 draws each), hence the 20% allowance.
+    assert weight.max() / weight.min() > 100
+    assert abs(float(weight.mean()) - 1.0) < 0.2
+
+
+def test_edm_weighting_on_a_ddpm_schedule_has_its_own_cache_key():
+    data = torch.zeros(4, 2)
+    net = NetConfig(d=2, width=8, depth=1, emb_dim=8, emb_hidden=8)
+    ve = training.member_key(net, TrainConfig(loss_weighting="edm"), data)
+    ddpm = training.member_key(net, TrainConfig(loss_weighting="edm", schedule="linear"), data)
+    plain = training.member_key(net, TrainConfig(schedule="linear"), data)
+    assert "edm_normalisation" in ddpm and "edm_normalisation" not in ve and "edm_normalisation" not in plain

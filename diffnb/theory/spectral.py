@@ -58,6 +58,10 @@ __all__ = [
     "gap_peak_width",
     "gap_window",
     "phase_boundaries",
+    "leave_time",
+    "arrival_time",
+    "classical_eigenvalues",
+    "sorted_jacobian_spectrum",
     "sample_covariance_eigvals",
     "sampled_gap_peak",
 ]
@@ -695,10 +699,13 @@ def manifold_gap(t: ArrayLike, gamma_minus: float) -> float | np.ndarray:
 
 
 def manifold_gap_time(gamma_minus: float, delta: float) -> float:
-    """Largest ``t`` at which the manifold gap is at least ``delta``: ``gamma_minus (1 - delta) / delta``."""
+    """Largest ``t`` at which the manifold gap is at least ``delta``: ``gamma_minus (1 - delta) / delta``.
+
+    The same time as :func:`leave_time` of ``gamma_minus``: the gap is the distance of the lowest tangent
+    eigenvalue from the normal atom.
+    """
     g = float(_as_positive("gamma_minus", gamma_minus, what="lowest edge of the spectrum of C"))
-    delta = _check_delta(delta)
-    return g * (1.0 - delta) / delta
+    return float(leave_time(g, delta))
 
 
 def intermediate_gap(t: ArrayLike, a: float, b: float) -> float | np.ndarray:
@@ -771,7 +778,158 @@ def phase_boundaries(
     delta = _check_delta(delta)
     bulks = covariance_support(alphas, sigma2s, approximation=approximation)
     top, bottom = bulks[-1][1], bulks[0][0]
-    return top * (1.0 - delta) / delta, bottom * delta / (1.0 - delta)
+    return float(leave_time(top, delta)), float(arrival_time(bottom, delta))
+
+
+def _variances_and_delta(lam: ArrayLike, delta: float) -> tuple[np.ndarray, float]:
+    arr = np.asarray(lam, dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"lam must be finite non-negative variances (eigenvalues of C), got {lam!r}")
+    return arr, _check_delta(delta)
+
+
+def leave_time(lam: ArrayLike, delta: float) -> float | np.ndarray:
+    r"""Noise level at which a tangent direction of variance ``lam`` leaves the normal end by ``delta``.
+
+    The eigenvalue :math:`-t/(\lambda + t)` of ``t * J`` is within ``delta`` of -1 for ``t`` above
+    :math:`\lambda (1 - \delta) / \delta` and further away below it. With the top edge of the spectrum of
+    ``C`` it is the trivial boundary of :func:`phase_boundaries`; with the largest eigenvalue of one finite
+    covariance, the trivial boundary of that covariance's exact score (or of a Gaussian with that covariance).
+
+    Parameters
+    ----------
+    lam
+        Variance(s) (eigenvalues of ``C``), finite and non-negative, any shape.
+    delta
+        Resolution, strictly between 0 and 1.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``lam * (1 - delta) / delta``, a float for a scalar ``lam``.
+
+    Examples
+    --------
+    >>> leave_time(2.0, 0.1), leave_time([0.5, 2.0], 0.5).tolist()
+    (18.0, [0.5, 2.0])
+    """
+    arr, delta = _variances_and_delta(lam, delta)
+    out = arr * (1.0 - delta) / delta
+    return float(out) if out.ndim == 0 else out
+
+
+def arrival_time(lam: ArrayLike, delta: float) -> float | np.ndarray:
+    r"""Noise level below which a tangent direction of variance ``lam`` is within ``delta`` of the tangent end.
+
+    :math:`t/(\lambda + t) \le \delta` for ``t`` below :math:`\lambda \delta / (1 - \delta)`. With the lowest
+    edge of the spectrum of ``C`` it is the consolidation boundary of :func:`phase_boundaries`; its square
+    root is the consolidation scale of the normal coordinates (chapter 8).
+
+    Parameters
+    ----------
+    lam
+        Variance(s) (eigenvalues of ``C``), finite and non-negative, any shape.
+    delta
+        Resolution, strictly between 0 and 1.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``lam * delta / (1 - delta)``, a float for a scalar ``lam``.
+
+    Examples
+    --------
+    >>> round(arrival_time(0.9, 0.1), 12)
+    0.1
+    """
+    arr, delta = _variances_and_delta(lam, delta)
+    out = arr * delta / (1.0 - delta)
+    return float(out) if out.ndim == 0 else out
+
+
+def classical_eigenvalues(alphas: ArrayLike, sigma2s: ArrayLike, d: int, *, n: int = 2048) -> np.ndarray:
+    """The ``d`` eigenvalues of ``C`` at their typical positions under the limiting law, ascending.
+
+    The ``k``-th largest eigenvalue sits where the mass of the continuous part above it is ``(k - 1/2) / d``
+    (the classical locations of random-matrix theory). Ranks beyond the continuous mass lie in the atom at
+    0 (the ``d - m`` normal directions when ``sum(alphas) < 1``). The cumulative mass is that of
+    :func:`covariance_cdf` (midpoint rule in the angle variable, ``n`` points per bulk), inverted by
+    interpolation in the same variable.
+
+    Parameters
+    ----------
+    alphas, sigma2s
+        Aspect ratios and variances of the blocks.
+    d
+        Ambient dimension (number of eigenvalues), a positive integer.
+    n
+        Quadrature points per bulk.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(d,)``, ascending, float64; zeros for the atom.
+
+    Examples
+    --------
+    >>> lam = classical_eigenvalues([0.4], [1.0], 10)
+    >>> int((lam == 0).sum()), bool(0.135 < lam[6] < lam[-1] < 2.665)
+    (6, True)
+    """
+    if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:
+        raise ValueError(f"d must be a positive integer (the ambient dimension), got {d!r}")
+    if not isinstance(n, (int, np.integer)) or n < 16:
+        raise ValueError(f"n must be an integer >= 16 (quadrature points per bulk), got {n!r}")
+    bulks, theta, cum = _cumulative(alphas, sigma2s, int(n))
+    offsets = np.concatenate([[0.0], np.cumsum(cum[:, -1])])
+    below = offsets[-1] - (np.arange(1, d + 1) - 0.5) / d  # continuous mass below the k-th largest
+    out = np.zeros(d)
+    for j, (lo, hi) in enumerate(bulks):
+        sel = (below > offsets[j]) & (below <= offsets[j + 1])
+        angle = np.interp(below[sel] - offsets[j], cum[j], theta)
+        out[sel] = 0.5 * (lo + hi) - 0.5 * (hi - lo) * np.cos(angle)
+    return np.sort(out)
+
+
+def sorted_jacobian_spectrum(
+    t: ArrayLike, alphas: ArrayLike, sigma2s: ArrayLike, d: int, *, n_smallest: int | None = None
+) -> np.ndarray:
+    r"""The theory's sorted spectrum of ``-t * J`` at noise level(s) ``t``, ascending.
+
+    Every classical eigenvalue :math:`\lambda` of ``C`` (:func:`classical_eigenvalues`) is mapped to
+    :math:`t/(\lambda + t)`: tangent directions in ``(0, 1)``, the normal atom at 1. These are the singular
+    values of the normalised Jacobian of the exact score, the curve a sorted measured spectrum (normalised so
+    that normal directions sit at 1) is compared with.
+
+    Parameters
+    ----------
+    t
+        VE noise variance(s), ``> 0``; a scalar or shape ``(n_times,)``.
+    alphas, sigma2s
+        Aspect ratios and variances of the blocks.
+    d
+        Ambient dimension.
+    n_smallest
+        Keep only the ``n_smallest`` smallest values (``1 <= n_smallest <= d``; ``None``: all ``d``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``t.shape + (n_smallest,)``, ascending along the last axis.
+
+    Examples
+    --------
+    >>> v = sorted_jacobian_spectrum(0.1, [0.4], [1.0], 10, n_smallest=5)
+    >>> bool(np.all(np.diff(v[:4]) > 0) and v[3] < 1), float(v[4])  # 4 tangent values, then the atom
+    (True, 1.0)
+    """
+    t = _check_time(t)
+    lam = classical_eigenvalues(alphas, sigma2s, d)
+    k = d if n_smallest is None else n_smallest
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= d:
+        raise ValueError(f"n_smallest must be an integer in [1, {d}], got {n_smallest!r}")
+    values = t[..., None] / (lam[::-1] + t[..., None])  # ascending: largest lambda first
+    return values[..., : int(k)]
 
 
 # ---------------------------------------------------------------------------------------------------------
