@@ -199,10 +199,10 @@ def copy_ratio(samples: torch.Tensor, train: torch.Tensor) -> np.ndarray:
     return (to_train / within.median()).cpu().numpy()
 
 
-#: The book's definition of a copy: a generated sample whose :func:`copy_ratio` is below this threshold sits
-#: at most a third as far from its nearest training image as training images sit from their own nearest
-#: neighbours (median). Chapter 7 and the command line's ``copy_fraction`` use it through
-#: :func:`copy_fraction`.
+#: The copy threshold, the book's definition of a copy.
+#: A generated sample whose :func:`copy_ratio` is below it sits at most a third as far from its nearest
+#: training image as training images sit from their own nearest neighbours (median). Chapter 7 and the
+#: command line's ``copy_fraction`` use it through :func:`copy_fraction`.
 COPY_THRESHOLD = 1 / 3
 
 
