@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch.func import jacrev
 
 from diffnb import scores
+from diffnb.config import set_threads
 from diffnb.jacobian import score_jacobian
 
 N_POINTS = 16
@@ -41,18 +41,21 @@ def timed(fn, *args, repeats: int = 1, **kwargs):
     return best, out
 
 
+def symmetric_eigvals(J: torch.Tensor) -> np.ndarray:
+    """Eigenvalues of the symmetric parts of a batch of Jacobians ``(n, d, d)``."""
+    return torch.linalg.eigvalsh(0.5 * (J + J.transpose(1, 2))).numpy()
+
+
 def jacobian_eigvals(fn, X: torch.Tensor, t: float, **options) -> np.ndarray:
     """Eigenvalues of the symmetric part of a Jacobian from ``score_jacobian``."""
-    J = score_jacobian(fn, X, t, **options)
-    return torch.linalg.eigvalsh(0.5 * (J + J.transpose(1, 2))).numpy()
+    return symmetric_eigvals(score_jacobian(fn, X, t, **options))
 
 
 def jacrev_eigvals(fn, X: torch.Tensor, t: float, chunk_size: int = 256) -> np.ndarray:
     """(c): ``torch.func.jacrev`` point by point, eigenvalues of the symmetric part."""
     level = torch.tensor([t], dtype=X.dtype)
     jac = jacrev(lambda z: fn(z[None], level)[0], chunk_size=chunk_size)
-    J = torch.stack([jac(x) for x in X])
-    return torch.linalg.eigvalsh(0.5 * (J + J.transpose(1, 2))).numpy()
+    return symmetric_eigvals(torch.stack([jac(x) for x in X]))
 
 
 def main() -> None:
@@ -60,8 +63,7 @@ def main() -> None:
     # update runs in SciPy's BLAS, which would otherwise take every core while the baselines get one);
     # BENCH_THREADS=2 measures with both cores on a quiet machine.
     threads = int(os.environ.get("BENCH_THREADS", "1"))
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
+    set_threads(threads)
     print(
         f"torch {torch.__version__}, {threads} thread{'s' if threads > 1 else ''} (torch and BLAS), float64, "
         f"{N_POINTS} points each; load average {os.getloadavg()[0]:.2f}\n"

@@ -35,8 +35,8 @@ import time
 import numpy as np
 import torch
 from scipy.stats import ortho_group
-from threadpoolctl import threadpool_limits
 
+from diffnb.config import set_threads
 from diffnb.data import LinearManifold
 from diffnb.jacobian import score_jacobian, singular_values
 from diffnb.nets import NetConfig
@@ -93,8 +93,7 @@ def drop_largest(spectra: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    threadpool_limits(1)  # NumPy/SciPy BLAS on one thread too: every method runs single-threaded
+    set_threads(1)  # torch and the NumPy/SciPy BLAS: every method runs single-threaded
     manifold = LinearManifold(D, (24, 16), (1.0, 0.2), seed=0)
     trained = train_score_model(manifold.sample(20_000, seed=1), NET, TRAIN, progress=False)
     print(

@@ -22,8 +22,8 @@ def gram_eigvalsh(A: torch.Tensor) -> torch.Tensor:
 
         syrk = blas.dsyrk if A.dtype == torch.float64 else blas.ssyrk
         a = A.numpy()
-        # trans=0 gives B B^T of the argument; A^T (Fortran-ordered for a C-ordered A) is read in place
-        upper = syrk(1.0, a.T, trans=0, lower=0) if m >= n else syrk(1.0, a, trans=0, lower=0)
+        # A^T (Fortran-ordered for a C-ordered A) is read in place: trans=0 gives A^T A, trans=1 gives A A^T
+        upper = syrk(1.0, a.T, trans=0 if m >= n else 1, lower=0)
         lam = torch.linalg.eigvalsh(torch.from_numpy(upper), UPLO="U")
     elif on_cpu:
         a = A.numpy()

@@ -109,11 +109,12 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set the number of CPU threads torch uses and return it.
+    """Set the number of CPU threads of torch and of the BLAS under NumPy/SciPy, and return it.
 
     Tiny networks train fastest on one thread (thread hand-offs cost more than the arithmetic);
-    large matrix products prefer all cores. ``None`` reads ``DIFFNB_THREADS`` and otherwise leaves
-    torch's choice unchanged.
+    large matrix products prefer all cores. Both libraries are limited because the exact spectra run
+    partly in each (``diffnb._linalg`` sends Gram matrices through SciPy's and NumPy's BLAS). ``None``
+    reads ``DIFFNB_THREADS`` and otherwise leaves both choices unchanged.
     """
     if n is None:
         env = os.environ.get("DIFFNB_THREADS")
@@ -122,7 +123,10 @@ def set_threads(n: int | None = None) -> int:
         n = int(env)
     if n < 1:
         raise ValueError(f"n must be a positive number of threads, got {n}")
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(int(n))
+    threadpool_limits(int(n), user_api="blas")  # process-wide until changed again
     return torch.get_num_threads()
 
 

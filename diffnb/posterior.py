@@ -32,13 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffnb._validation import as_tensor
 from diffnb.jacobian import score_jacobian
 from diffnb.scores import (
     PreparedData,
     _product_table,
-    _squared_norms,
     _weighted_covariance_eigvals,
     make_empirical_score,
+    prepare_data,
 )
 
 __all__ = [
@@ -58,19 +59,13 @@ _WEIGHT_TOL = 1e-30  # training points with at most this weight are skipped (see
 
 
 def _data(data: Any) -> PreparedData:
-    """The training set as float64 CPU :class:`~diffnb.scores.PreparedData`, checked once; one that is
-    already float64 on the CPU comes back as it is."""
+    """The training set as float64 CPU :class:`~diffnb.scores.PreparedData` (:func:`~diffnb.scores.prepare_data`
+    checks it); one that is already float64 on the CPU comes back as it is."""
     if isinstance(data, PreparedData):
         if data.points.dtype == torch.float64 and data.points.device.type == "cpu":
             return data
         data = data.points
-    Y = torch.as_tensor(np.array(data, dtype=np.float64)) if not isinstance(data, torch.Tensor) else data
-    Y = Y.to(torch.float64).cpu()
-    if Y.ndim != 2 or Y.shape[0] < 1:
-        raise ValueError(f"data must have shape (P, d) with P >= 1, got {tuple(Y.shape)}")
-    if not bool(torch.isfinite(Y).all()):
-        raise ValueError("data holds NaN or infinite values")
-    return PreparedData(Y, _squared_norms(Y))
+    return prepare_data(as_tensor(data, "data", dtype=torch.float64).cpu())
 
 
 def _points(x: Any, d: int, name: str = "x") -> torch.Tensor:

@@ -68,6 +68,15 @@ def _as_array(values: Any, name: str) -> np.ndarray:
     return array
 
 
+def _positive_times(times: Any, min_levels: int = 1) -> np.ndarray:
+    """``times`` as a checked 1-D float64 array of at least ``min_levels`` positive noise levels."""
+    t = _as_array(times, "times")
+    if t.ndim != 1 or t.shape[0] < min_levels or np.any(t <= 0):
+        least = "" if min_levels == 1 else f"at least {min_levels} "
+        raise ValueError(f"times must be a 1-D array of {least}positive noise levels, got shape {t.shape}")
+    return t
+
+
 def _points_times_noise(points: Any, times: Any, noise: Any, dtype: torch.dtype | None):
     """Checked inputs of the Jacobian-spectrum helpers: points ``(n, d)`` as a tensor (float32 by default
     for arrays, a tensor's own dtype otherwise), positive 1-D ``times``, optional ``noise`` like ``points``."""
@@ -79,9 +88,7 @@ def _points_times_noise(points: Any, times: Any, noise: Any, dtype: torch.dtype 
         X = torch.as_tensor(_as_array(points, "points"), dtype=dtype or torch.float32)
     if X.ndim != 2 or X.shape[0] < 1:
         raise ValueError(f"points must have shape (n_points, d) with n_points >= 1, got {tuple(X.shape)}")
-    t = _as_array(times, "times")
-    if t.ndim != 1 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
+    t = _positive_times(times)
     xi = None
     if noise is not None:
         xi = torch.as_tensor(_as_array(noise, "noise"), dtype=X.dtype, device=X.device)
@@ -324,9 +331,7 @@ def crossing_time(times: Any, curve: Any, level: float = 0.5) -> np.ndarray:
     numpy.ndarray
         Shape ``curve.shape[:-1]`` (a 0-d array for one curve).
     """
-    t = _as_array(times, "times")
-    if t.ndim != 1 or t.shape[0] < 2 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of at least two positive noise levels, got {t.shape}")
+    t = _positive_times(times, min_levels=2)
     y = _as_array(curve, "curve")
     if y.shape[-1] != t.shape[0]:
         raise ValueError(f"curve must have {t.shape[0]} values along its last axis, got {y.shape}")
@@ -876,9 +881,7 @@ def classify_phases(
         raise ValueError(f"delta must be a number strictly between 0 and 1, got {delta!r}") from exc
     if not (np.isfinite(delta) and 0.0 < delta < 1.0):
         raise ValueError(f"delta must be a resolution strictly between 0 and 1, got {delta!r}")
-    t = _as_array(times, "times")
-    if t.ndim != 1 or t.shape[0] < 2 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of at least two positive noise levels, got shape {t.shape}")
+    t = _positive_times(times, min_levels=2)
     array = _as_array(spectra, "spectra")
     if array.ndim < 2 or array.shape[-2] != t.shape[0]:
         raise ValueError(
@@ -963,9 +966,7 @@ def phase_labels(times: Any, t_trivial: float, t_consolidation: float) -> np.nda
     numpy.ndarray
         Strings, shape ``(n_times,)``.
     """
-    t = _as_array(times, "times")
-    if t.ndim != 1 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of positive noise levels, got shape {t.shape}")
+    t = _positive_times(times)
     for name, value in (("t_trivial", t_trivial), ("t_consolidation", t_consolidation)):
         if not (np.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite non-negative noise level, got {value!r}")
@@ -997,10 +998,8 @@ def phase_sequence(times: Any, labels: Any) -> list[str]:
     >>> phase_sequence([1.0, 10.0, 100.0, 0.1], ["coverage", "coverage", "trivial", "consolidation"])
     ['trivial', 'coverage', 'consolidation']
     """
-    t = _as_array(times, "times")
+    t = _positive_times(times)
     lab = np.asarray(labels)
-    if t.ndim != 1 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of positive noise levels, got shape {t.shape}")
     if lab.shape != t.shape:
         raise ValueError(f"labels must have one entry per noise level, shape {t.shape}, got {lab.shape}")
     unknown = set(lab.tolist()) - set(PHASES)
@@ -1046,9 +1045,7 @@ def linear_score_spectra(F: Any, times: Any, *, convention: str = "singular_tj")
     Fa = _as_array(F, "F")
     if Fa.ndim != 2:
         raise ValueError(f"F must have shape (d, m), got {Fa.shape}")
-    t = _as_array(times, "times")
-    if t.ndim != 1 or np.any(t <= 0):
-        raise ValueError(f"times must be a 1-D array of positive noise variances, got shape {t.shape}")
+    t = _positive_times(times)
     d = Fa.shape[0]
     lam = gram_eigvalsh(torch.from_numpy(np.ascontiguousarray(Fa))).numpy()
     lam = np.concatenate([np.zeros(d - lam.size), lam])  # ascending

@@ -77,7 +77,7 @@ _OPTIONAL_FIELDS = ("schedule", "T", "beta_start", "beta_end", "step_sampling", 
 #: enters the cache key through :data:`ALGORITHM_VERSION`.
 DRAW_CHUNK = 100
 #: Version of the training algorithm; part of every cache key, raised when a change alters trained weights.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2  # 2: EDM loss weights normalised over the noise levels drawn (DDPM schedules)
 
 
 @dataclass(frozen=True)
@@ -317,22 +317,24 @@ def _step_sigmas(schedule: str, T: int, beta_start: float, beta_end: float) -> t
     return torch.from_numpy(np.sqrt(sched.ve_time(np.arange(T)))).float()
 
 
-def _sigma_range(cfg: TrainConfig) -> tuple[float, float]:
-    """Smallest and largest noise scale that training draws: ``[sigma_min, sigma_max]`` for ``"ve"``, the
-    first and last step of a DDPM schedule otherwise."""
+def _sigma_sampler(cfg: TrainConfig) -> tuple[torch.Tensor | None, float, float]:
+    """How training draws the noise scale: ``(table, lo, hi)`` with ``table`` the DDPM steps' noise scales when
+    steps are drawn uniformly, else ``None`` and ``sigma`` log-uniform on ``[lo, hi]`` (``[sigma_min,
+    sigma_max]`` for ``"ve"``, the schedule's first and last step otherwise)."""
     if cfg.schedule == "ve":
-        return cfg.sigma_min, cfg.sigma_max
+        return None, cfg.sigma_min, cfg.sigma_max
     table = _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)
-    return float(table[0]), float(table[-1])
+    uniform_steps = cfg.step_sampling in (None, "uniform")
+    return (table if uniform_steps else None), float(table[0]), float(table[-1])
 
 
-def _training_sigmas(cfg: TrainConfig, n_grid: int = 1001) -> torch.Tensor:
-    """Noise scales standing for the training distribution of ``sigma`` (float64): a log-uniform grid on
-    :func:`_sigma_range`, or every step of a DDPM schedule when steps are drawn uniformly."""
-    if cfg.schedule != "ve" and cfg.step_sampling in (None, "uniform"):
-        return _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end).double()
-    sigma_min, sigma_max = _sigma_range(cfg)
-    return sigma_min * (sigma_max / sigma_min) ** torch.linspace(0, 1, n_grid, dtype=torch.float64)
+def _training_sigmas(cfg: TrainConfig) -> torch.Tensor:
+    """Noise scales standing for the training distribution of ``sigma`` (float64): every step of a DDPM
+    schedule drawn uniformly, or a log-uniform grid of 1001 levels (:func:`_sigma_sampler`)."""
+    table, lo, hi = _sigma_sampler(cfg)
+    if table is not None:
+        return table.double()
+    return lo * (hi / lo) ** torch.linspace(0, 1, 1001, dtype=torch.float64)
 
 
 def _edm_weight_scale(cfg: TrainConfig, sigma_data: float) -> float:
@@ -348,12 +350,11 @@ def _draw(generators, sizes, cfg: TrainConfig, d: int, steps: int):
     ``(steps, K, B, d)``.
     """
     idx, sig, noise = [], [], []
-    table = None if cfg.schedule == "ve" else _step_sigmas(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)
-    sigma_min, sigma_max = _sigma_range(cfg)
+    table, sigma_min, sigma_max = _sigma_sampler(cfg)
     log_ratio = math.log(sigma_max / sigma_min)
     for gen, size in zip(generators, sizes, strict=True):
         idx.append(torch.randint(size, (steps, cfg.batch_size), generator=gen))
-        if cfg.schedule != "ve" and cfg.step_sampling in (None, "uniform"):
+        if table is not None:
             sig.append(table[torch.randint(cfg.T, (steps, cfg.batch_size), generator=gen)])
         else:
             u = torch.rand((steps, cfg.batch_size), generator=gen)
@@ -406,17 +407,13 @@ def _progress_enabled(progress: bool | None) -> bool:
 
 def member_key(net_config: NetConfig | UNetConfig, train_config: TrainConfig, data: torch.Tensor) -> dict:
     """The configuration that identifies one trained member in the cache."""
-    key = {
+    return {
         "net": net_config.to_dict(),
         "train": train_config.to_dict(),
         "data": cache.array_digest(data.numpy()),
         "algorithm": ALGORITHM_VERSION,
         "draw_chunk": DRAW_CHUNK,
     }
-    if train_config.loss_weighting == "edm" and train_config.schedule != "ve":
-        # the EDM weights of DDPM schedules were once normalised over the VE range; only these keys move
-        key["edm_normalisation"] = "training_sigmas"
-    return key
 
 
 def _to_record(trained: TrainedModel) -> dict:

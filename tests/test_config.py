@@ -52,14 +52,21 @@ def test_device_is_cpu_without_cuda(monkeypatch):
         config.get_device("tpu")
 
 
-def test_set_threads_roundtrip():
+def test_set_threads_limits_torch_and_blas():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     before = torch.get_num_threads()
+    blas_before = threadpool_info()
     try:
         assert config.set_threads(1) == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
         with pytest.raises(ValueError, match="threads"):
             config.set_threads(0)
     finally:
         torch.set_num_threads(before)
+        for pool in blas_before:
+            if pool["user_api"] == "blas":
+                threadpool_limits({pool["prefix"]: pool["num_threads"]})
 
 
 def test_describe_names_versions():

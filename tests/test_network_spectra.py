@@ -56,7 +56,7 @@ def test_probe_method_agrees_on_a_linear_score():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="points must have shape"):
         score_spectra_over_time(exact_score, np.zeros(12), [0.1])
-    with pytest.raises(ValueError, match="positive noise variances"):
+    with pytest.raises(ValueError, match="positive noise levels"):
         score_spectra_over_time(exact_score, np.zeros((1, 12)), [0.0])
     with pytest.raises(ValueError, match="noise holds NaN"):  # checked as mean_jacobian_spectra checks it
         score_spectra_over_time(exact_score, np.zeros((1, 12)), [0.1], noise=np.full((1, 12), np.nan))

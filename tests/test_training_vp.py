@@ -123,12 +123,3 @@ def test_edm_loss_weights_average_to_one_over_the_drawn_noise_levels(kwargs):
     # The cosine's mean rests on its last few steps (~200 draws each), hence the 20% allowance.
     assert weight.max() / weight.min() > 100
     assert abs(float(weight.mean()) - 1.0) < 0.2
-
-
-def test_edm_weighting_on_a_ddpm_schedule_has_its_own_cache_key():
-    data = torch.zeros(4, 2)
-    net = NetConfig(d=2, width=8, depth=1, emb_dim=8, emb_hidden=8)
-    ve = training.member_key(net, TrainConfig(loss_weighting="edm"), data)
-    ddpm = training.member_key(net, TrainConfig(loss_weighting="edm", schedule="linear"), data)
-    plain = training.member_key(net, TrainConfig(schedule="linear"), data)
-    assert "edm_normalisation" in ddpm and "edm_normalisation" not in ve and "edm_normalisation" not in plain

@@ -74,12 +74,12 @@ ArrayLike = float | Sequence[float] | np.ndarray
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _as_positive(name: str, value: ArrayLike, *, what: str) -> np.ndarray:
+def _as_positive(name: str, value: ArrayLike, *, what: str, allow_zero: bool = False) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite ({what}), got {value!r}")
-    if np.any(arr <= 0):
-        raise ValueError(f"{name} must be positive ({what}), got {value!r}")
+    if np.any(arr < 0) if allow_zero else np.any(arr <= 0):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} ({what}), got {value!r}")
     return arr
 
 
@@ -782,9 +782,7 @@ def phase_boundaries(
 
 
 def _variances_and_delta(lam: ArrayLike, delta: float) -> tuple[np.ndarray, float]:
-    arr = np.asarray(lam, dtype=float)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"lam must be finite non-negative variances (eigenvalues of C), got {lam!r}")
+    arr = _as_positive("lam", lam, what="variances, eigenvalues of C", allow_zero=True)
     return arr, _check_delta(delta)
 
 
