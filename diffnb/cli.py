@@ -77,6 +77,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``diffnb`` command line: sub-commands ``list``, ``cached``, ``run`` and ``export``, with their
+    options and help texts (``diffnb --help`` also lists the registered experiments)."""
     listing = "\n".join(
         f"  {name:<26} chapter {exp.chapter}: {exp.description}" for name, exp in sorted(REGISTRY.items())
     )

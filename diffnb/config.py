@@ -132,8 +132,9 @@ def set_threads(n: int | None = None) -> int:
 
 #: printed under :func:`describe` when ``paper`` scale runs without a GPU
 PAPER_ON_CPU_NOTE = (
-    "note: paper scale without a GPU. A chapter that finds committed paper-scale results (under results/, "
-    "or $DIFFNB_RESULTS) loads them; one that does not trains at the papers' budgets, which takes days on a "
+    "note: paper scale without a GPU. A chapter that finds committed\n"
+    "paper-scale results (under results/, or $DIFFNB_RESULTS) loads them;\n"
+    "one that does not trains at the papers' budgets, which takes days on a\n"
     "CPU. `full` is the scale for a CPU."
 )
 

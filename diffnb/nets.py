@@ -2,7 +2,7 @@ r"""Score networks: a residual MLP with a noise-level embedding, and a small DDP
 
 Every network here predicts the noise :math:`\hat\varepsilon(x, \sigma)` added to a clean point,
 :math:`x = x_0 + \sigma\varepsilon`, and its score is :math:`s(x, t) = -\hat\varepsilon(x, \sqrt t)/\sqrt t`,
-where ``t = sigma**2`` is the VE noise variance (SPEC §2). :meth:`ScoreNetwork.score` takes that ``t``, so a
+where ``t = sigma**2`` is the VE noise variance (notation appendix). :meth:`ScoreNetwork.score` takes that ``t``, so a
 trained network plugs straight into :func:`diffnb.jacobian.score_jacobian`::
 
     J = score_jacobian(model.score, x, t, method="autograd")

@@ -74,7 +74,7 @@ def spectrum_fan(
     kwargs = {"lw": 1.0, "alpha": 0.9, **plot_kwargs}
     for row, color in zip(spectra, colors, strict=True):
         ax.plot(ranks, np.sort(row), color=color, **kwargs)
-    ax.set_xlabel("rank")
+    ax.set_xlabel("rank (ascending)")
     if colorbar:
         sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
         ax.figure.colorbar(sm, ax=ax, label=label)

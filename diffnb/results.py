@@ -175,30 +175,28 @@ class Gathered:
                 return ", ".join(sorted({str(m.get(key)) for m in metas}))
 
             seconds = [float(m.get("seconds") or 0.0) for m in metas]
-            lines.append(
-                f"{self.name} at scale {self.scale}: loaded {self.committed} of {n} jobs from the committed "
-                f"results in {self.folder}"
-            )
-            lines.append(
-                f"  recorded with them: diffnb {values('version')}, commit {values('commit')}, "
-                f"exported {values('exported')[:10]}"
-            )
+            lines.append(f"{self.name} at scale {self.scale}:")
+            lines.append(f"  loaded {self.committed} of {n} jobs from the committed results in")
+            lines.append(f"  {self.folder}")
+            recorded = f"diffnb {values('version')}, commit {values('commit')}, exported {values('exported')[:10]}"
+            lines.append(f"  recorded with {recorded}")
             lines.append(f"  hardware: {values('hardware')}")
             lines.append(f"  runtime: {sum(seconds):.0f} s in all, longest job {max(seconds):.0f} s")
         elif self.folder is not None:
-            lines.append(f"{self.name} at scale {self.scale}: no committed results in {self.folder}")
+            lines.append(f"{self.name} at scale {self.scale}: no committed results in")
+            lines.append(f"  {self.folder}")
         else:
-            lines.append(f"{self.name} at scale {self.scale} (committed results are read at paper scale only):")
+            lines.append(f"{self.name} at scale {self.scale}")
+            lines.append("  (committed results are read at paper scale only):")
         rest = n - self.committed
         if rest:
             cached = self.sources.count("cache")
             spent = sum(s for s, src in zip(self.seconds, self.sources, strict=True) if src != "committed")
-            lines.append(
-                f"  {rest} jobs {'computed' if not cached else f'computed or read from the cache ({cached} cached)'}"
-                f", {spent:.0f} s of compute"
-            )
+            how = "computed" if not cached else f"computed or read from the cache ({cached} cached)"
+            lines.append(f"  {rest} jobs {how}, {spent:.0f} s of compute")
             if self.folder is not None:
-                lines.append(f"  to precompute them: python -m diffnb run {self.name} --scale {self.scale} --export")
+                lines.append("  to precompute them:")
+                lines.append(f"    python -m diffnb run {self.name} --scale {self.scale} --export")
         return "\n".join(lines)
 
 

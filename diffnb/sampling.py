@@ -1,6 +1,6 @@
 r"""Samplers: the reverse-time SDE and the probability-flow ODE, for any score.
 
-Time is the VE noise variance ``t`` (SPEC §2). The forward process :math:`dx = dW_t` (so that
+Time is the VE noise variance ``t`` (notation appendix). The forward process :math:`dx = dW_t` (so that
 :math:`x_t = x_0 + \sqrt t\,\xi`) has the reverse-time SDE and the probability-flow ODE
 
 .. math::  dx = -s(x, t)\,dt + d\bar W_t, \qquad \frac{dx}{dt} = -\tfrac12\, s(x, t),

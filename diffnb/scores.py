@@ -11,7 +11,7 @@ Two scores have closed forms and carry the book's exact computations:
   with Jacobian :math:`J = (-I + \mathrm{Cov}_w / t) / t` (second-order Tweedie);
 * the **exact score of a Gaussian linear manifold** :math:`x = F z`, :math:`s(x, t) = -(FF^\top + tI)^{-1}x`.
 
-``t`` is the VE noise variance throughout (SPEC §2). Inputs may be NumPy arrays (computed in float64 and
+``t`` is the VE noise variance throughout (notation appendix). Inputs may be NumPy arrays (computed in float64 and
 returned as NumPy) or tensors (kept on their device and dtype).
 """
 

@@ -1,7 +1,7 @@
 r"""Spectra over time: normalisation conventions, dimension estimators and crossings of curves over noise.
 
 A *spectrum* here is a set of non-negative values per point and noise level, typically the singular values
-of the score Jacobian (SPEC §2): for the normalised Jacobian :math:`tJ` of an exact score they are
+of the score Jacobian (notation appendix): for the normalised Jacobian :math:`tJ` of an exact score they are
 :math:`t/(\lambda_i + t)` along tangent directions and 1 along normal ones, and the book divides singular
 values by the largest one, so that **normal directions sit near 1 and tangent directions below**. The local
 dimension of the data manifold is the number of values below the gap that separates them.
@@ -373,7 +373,7 @@ def score_spectra_over_time(
     For a trained network this is the "spectrum over time" of both papers: the Jacobian of
     ``score_fn(x, t)`` at every point of ``points`` and every VE noise variance of ``times`` (computed by
     :func:`diffnb.jacobian.score_jacobian`, exact autograd by default), its singular values, sorted
-    ascending and, with ``normalize``, divided by the largest one (SPEC §2: normal directions near 1).
+    ascending and, with ``normalize``, divided by the largest one (normal directions then sit near 1).
 
     Parameters
     ----------
@@ -670,7 +670,7 @@ __all__ += ["MEAN_SPECTRUM_SCALES", "mean_jacobian_spectra", "resolution_above"]
 #: The labels of :func:`classify_phases`, in the order generation meets them (large ``t`` first), followed by
 #: ``"collapsed"``, which only a memorising score reaches (see :func:`classify_phases`).
 PHASES: tuple[str, ...] = ("trivial", "coverage", "consolidation", "collapsed")
-#: The spectrum conventions :func:`classify_phases` accepts (SPEC §2).
+#: The spectrum conventions :func:`classify_phases` accepts (notation appendix).
 SPECTRUM_CONVENTIONS: tuple[str, ...] = ("eigenvalues", "singular", "singular_tj")
 
 
@@ -1010,7 +1010,7 @@ def phase_sequence(times: Any, labels: Any) -> list[str]:
 
 
 def linear_score_spectra(F: Any, times: Any, *, convention: str = "singular_tj") -> np.ndarray:
-    r"""Exact spectra over time of the score of the Gaussian linear manifold ``x = F z`` (SPEC §2).
+    r"""Exact spectra over time of the score of the Gaussian linear manifold ``x = F z`` (notation appendix).
 
     The Jacobian :math:`J = -(FF^\top + tI)^{-1}` is the same at every point, so one spectrum per noise level
     is the whole story: with :math:`\lambda_i` the ``d`` eigenvalues of :math:`C = FF^\top` (``d - m`` of them

@@ -9,7 +9,7 @@ scale :math:`\sigma`, and
 **Noise levels.** ``schedule="ve"`` (chapter 5, the paper's synthetic runs) draws :math:`\sigma`
 log-uniformly between ``sigma_min`` and ``sigma_max``. ``schedule="linear"`` or ``"cosine"`` is the DDPM path
 of the image experiments: DDPM step :math:`k` has the VE noise variance
-:math:`\sigma_k^2 = (1-\bar\alpha_k)/\bar\alpha_k` (SPEC §2), and since
+:math:`\sigma_k^2 = (1-\bar\alpha_k)/\bar\alpha_k` (notation appendix), and since
 :math:`x/\sqrt{1+\sigma^2} = \sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,\varepsilon`, the noise to predict
 is the same in both parametrisations: the loss above *is* the DDPM loss. ``step_sampling="uniform"`` draws
 :math:`k` uniformly (DDPM); ``"log_sigma"`` draws :math:`\log\sigma` uniformly over the schedule's range,

@@ -30,6 +30,26 @@ def test_methods_agree_on_empirical_score(problem):
     torch.testing.assert_close(central_random, exact, rtol=1e-6, atol=1e-6)
 
 
+def test_autograd_default_batch_scales_with_dimension(monkeypatch):
+    # points per batch default to _AUTOGRAD_ROWS // d (at least 1): a fixed number of score rows per pullback
+    from diffnb import jacobian
+
+    monkeypatch.setattr(jacobian, "_AUTOGRAD_ROWS", 12)
+    seen = []
+
+    def score_fn(z, t):
+        seen.append(z.shape[0])
+        return -z / t[:, None]
+
+    x = torch.randn(7, 5, dtype=torch.float64)
+    J = score_jacobian(score_fn, x, 0.5)
+    torch.testing.assert_close(J, -2.0 * torch.eye(5, dtype=torch.float64).expand(7, 5, 5))
+    assert seen == [2, 2, 2, 1]  # 12 // 5 = 2 points per batch
+    seen.clear()
+    score_jacobian(score_fn, torch.randn(3, 20, dtype=torch.float64), 0.5)
+    assert seen == [1, 1, 1]  # 12 // 20 = 0, raised to 1
+
+
 @pytest.mark.parametrize("mode", ["rev", "fwd"])
 def test_chunked_autograd_matches(problem, mode):
     _, data, x = problem

@@ -1,7 +1,7 @@
 r"""Random-matrix theory of the score Jacobian on Gaussian linear manifolds (the spectral-gaps paper).
 
-Model and conventions (SPEC §2)
--------------------------------
+Model and conventions (as in the book's notation appendix)
+----------------------------------------------------------
 Data ``x = F z`` with ``z ~ N(0, I_m)`` and ``F = [sigma_1 G_1, ..., sigma_K G_K] / sqrt(d)``, where ``G_k`` is a
 ``(d, m_k)`` matrix of i.i.d. standard normals. Block ``k`` has aspect ratio ``alpha_k = m_k / d`` and variance
 ``sigma2_k = sigma_k**2``. The data covariance is ``C = F F^T``. Time ``t`` is the VE noise variance. For the
