@@ -59,7 +59,7 @@ def test_notebook_kernel_is_python3(path: Path):
 
 
 #: code lines wider than this scroll sideways in the rendered book
-CODE_WIDTH = 79
+CODE_WIDTH = 76
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
