@@ -21,8 +21,9 @@ then one row per noise level. The functions here are vectorised over those axes:
 * :func:`classify_phases` — label every noise level trivial / coverage / consolidation at a resolution
   ``delta`` (the definitions of :func:`diffnb.theory.spectral.phase_boundaries`) and measure the boundaries;
   :func:`phase_sequence` — the phases in the order generation meets them;
-* :func:`linear_score_spectra` — the exact spectra over time of the Gaussian linear-manifold score, in any of
-  the conventions above;
+* :func:`gaussian_score_spectra` and :func:`linear_score_spectra` — the exact spectra over time of the score of
+  a Gaussian (given its covariance eigenvalues) and of the Gaussian linear manifold, in any of the conventions
+  above;
 * :func:`rayleigh_quotients` — ``-u.J.u`` along given directions, optionally divided by ``|J|``: what a
   Jacobian does along known tangent, normal or radial directions.
 
@@ -1009,25 +1010,61 @@ def phase_sequence(times: Any, labels: Any) -> list[str]:
     return [p for k, p in enumerate(ordered) if k == 0 or p != ordered[k - 1]]
 
 
-def linear_score_spectra(F: Any, times: Any, *, convention: str = "singular_tj") -> np.ndarray:
-    r"""Exact spectra over time of the score of the Gaussian linear manifold ``x = F z`` (notation appendix).
+def gaussian_score_spectra(variances: Any, times: Any, *, convention: str = "singular_tj") -> np.ndarray:
+    r"""Exact spectra over time of the score of a Gaussian with covariance eigenvalues ``variances``.
 
-    The Jacobian :math:`J = -(FF^\top + tI)^{-1}` is the same at every point, so one spectrum per noise level
-    is the whole story: with :math:`\lambda_i` the ``d`` eigenvalues of :math:`C = FF^\top` (``d - m`` of them
-    zero), ``t J`` has the eigenvalues :math:`-t/(\lambda_i + t)`, -1 along normal directions. The eigenvalues
-    of ``C`` are computed once (float64), not one inverse per level.
+    The Jacobian :math:`J = -(C + tI)^{-1}` is the same at every point, so one spectrum per noise level is
+    the whole story: ``t J`` has the eigenvalues :math:`-t/(\lambda_i + t)`, -1 along the directions of zero
+    variance (normal directions of a manifold).
 
     Parameters
     ----------
-    F
-        Embedding, shape ``(d, m)`` (array or tensor), finite.
+    variances
+        The ``d`` eigenvalues :math:`\lambda_i` of the covariance, shape ``(d,)``, finite and non-negative, any
+        order (e.g. the classical eigenvalues of the random-matrix theory, zeros included).
     times
         VE noise variances, shape ``(n_times,)``, positive.
     convention
         One of :data:`SPECTRUM_CONVENTIONS`, as :func:`classify_phases` reads them: ``"eigenvalues"`` (of
         ``t J``, in ``[-1, 0]``), ``"singular_tj"`` (singular values of ``t J``, :math:`t/(\lambda_i + t)`) or
         ``"singular"`` (singular values divided by the largest one per level; the same as ``"singular_tj"``
-        when ``m < d``).
+        when a variance is zero).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_times, d)``, float64, ascending along the last axis, in the order of ``times``.
+
+    Examples
+    --------
+    >>> gaussian_score_spectra([0.0, 1.0], [1.0, 3.0]).tolist()
+    [[0.5, 1.0], [0.75, 1.0]]
+    """
+    check_choice(convention, SPECTRUM_CONVENTIONS, "convention")
+    lam = _as_array(variances, "variances")
+    if lam.ndim != 1 or np.any(lam < 0):
+        raise ValueError(f"variances must be a 1-D array of non-negative values, got shape {lam.shape}")
+    t = _positive_times(times)
+    values = t[:, None] / (np.sort(lam)[::-1] + t[:, None])  # ascending along each row
+    if convention == "eigenvalues":
+        return -values[:, ::-1]
+    if convention == "singular":
+        return values / values[:, -1:]
+    return values
+
+
+def linear_score_spectra(F: Any, times: Any, *, convention: str = "singular_tj") -> np.ndarray:
+    r"""Exact spectra over time of the score of the Gaussian linear manifold ``x = F z`` (notation appendix).
+
+    :func:`gaussian_score_spectra` of the ``d`` eigenvalues of :math:`C = FF^\top` (``d - m`` of them zero),
+    computed once in float64 from the smaller Gram matrix of ``F``, not one inverse per level.
+
+    Parameters
+    ----------
+    F
+        Embedding, shape ``(d, m)`` (array or tensor), finite.
+    times, convention
+        As in :func:`gaussian_score_spectra`.
 
     Returns
     -------
@@ -1045,16 +1082,9 @@ def linear_score_spectra(F: Any, times: Any, *, convention: str = "singular_tj")
     Fa = _as_array(F, "F")
     if Fa.ndim != 2:
         raise ValueError(f"F must have shape (d, m), got {Fa.shape}")
-    t = _positive_times(times)
-    d = Fa.shape[0]
     lam = gram_eigvalsh(torch.from_numpy(np.ascontiguousarray(Fa))).numpy()
-    lam = np.concatenate([np.zeros(d - lam.size), lam])  # ascending
-    values = t[:, None] / (lam[::-1] + t[:, None])  # ascending along each row
-    if convention == "eigenvalues":
-        return -values[:, ::-1]
-    if convention == "singular":
-        return values / values[:, -1:]
-    return values
+    lam = np.concatenate([np.zeros(Fa.shape[0] - lam.size), lam])
+    return gaussian_score_spectra(lam, times, convention=convention)
 
 
 __all__ += [
@@ -1062,6 +1092,7 @@ __all__ += [
     "SPECTRUM_CONVENTIONS",
     "PhaseClassification",
     "classify_phases",
+    "gaussian_score_spectra",
     "linear_score_spectra",
     "normal_bulk_width",
     "phase_labels",

@@ -14,6 +14,7 @@ from diffnb.spectra import (
     crossing_time,
     dimension_over_time,
     estimate_dimension,
+    gaussian_score_spectra,
     linear_score_spectra,
     normalize_spectrum,
     rayleigh_quotients,
@@ -331,3 +332,23 @@ def test_rayleigh_quotients_ignore_the_antisymmetric_part_and_broadcast():
 def test_rayleigh_quotients_bad_input(J, U, match):
     with pytest.raises(ValueError, match=match):
         rayleigh_quotients(J, U)
+
+
+def test_gaussian_score_spectra_matches_the_closed_form_in_any_order():
+    variances = np.array([2.0, 0.0, 0.5, 0.0])
+    times = np.array([0.1, 1.0, 10.0])
+    out = gaussian_score_spectra(variances[::-1], times, convention="eigenvalues")
+    for t, row in zip(times, out, strict=True):
+        J = -np.linalg.inv(np.diag(variances) + t * np.eye(4))
+        np.testing.assert_allclose(row, np.linalg.eigvalsh(t * J), rtol=1e-13, atol=1e-15)
+    F = np.diag(np.sqrt(variances))[:, [0, 2]]  # the same covariance as a linear manifold
+    np.testing.assert_allclose(gaussian_score_spectra(variances, times), linear_score_spectra(F, times), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "variances, match",
+    [([[1.0, 2.0]], "1-D array"), ([1.0, -0.5], "non-negative"), ([], "empty"), ([1.0, np.nan], "finite|NaN")],
+)
+def test_gaussian_score_spectra_bad_input(variances, match):
+    with pytest.raises(ValueError, match=match):
+        gaussian_score_spectra(variances, [1.0])

@@ -34,6 +34,8 @@ from typing import Literal
 import numpy as np
 from scipy import optimize
 
+from diffnb.spectra import gaussian_score_spectra
+
 __all__ = [
     "mp_edges",
     "mp_density",
@@ -781,9 +783,12 @@ def phase_boundaries(
     return float(leave_time(top, delta)), float(arrival_time(bottom, delta))
 
 
-def _variances_and_delta(lam: ArrayLike, delta: float) -> tuple[np.ndarray, float]:
+def _boundary_time(lam: ArrayLike, delta: float, *, leaving: bool) -> float | np.ndarray:
+    """``lam (1 - delta) / delta`` (``leaving``) or ``lam delta / (1 - delta)``, checked, float for a scalar."""
     arr = _as_positive("lam", lam, what="variances, eigenvalues of C", allow_zero=True)
-    return arr, _check_delta(delta)
+    delta = _check_delta(delta)
+    out = arr * ((1.0 - delta) / delta if leaving else delta / (1.0 - delta))
+    return float(out) if out.ndim == 0 else out
 
 
 def leave_time(lam: ArrayLike, delta: float) -> float | np.ndarray:
@@ -811,9 +816,7 @@ def leave_time(lam: ArrayLike, delta: float) -> float | np.ndarray:
     >>> leave_time(2.0, 0.1), leave_time([0.5, 2.0], 0.5).tolist()
     (18.0, [0.5, 2.0])
     """
-    arr, delta = _variances_and_delta(lam, delta)
-    out = arr * (1.0 - delta) / delta
-    return float(out) if out.ndim == 0 else out
+    return _boundary_time(lam, delta, leaving=True)
 
 
 def arrival_time(lam: ArrayLike, delta: float) -> float | np.ndarray:
@@ -840,9 +843,7 @@ def arrival_time(lam: ArrayLike, delta: float) -> float | np.ndarray:
     >>> round(arrival_time(0.9, 0.1), 12)
     0.1
     """
-    arr, delta = _variances_and_delta(lam, delta)
-    out = arr * delta / (1.0 - delta)
-    return float(out) if out.ndim == 0 else out
+    return _boundary_time(lam, delta, leaving=False)
 
 
 def classical_eigenvalues(alphas: ArrayLike, sigma2s: ArrayLike, d: int, *, n: int = 2048) -> np.ndarray:
@@ -926,7 +927,7 @@ def sorted_jacobian_spectrum(
     k = d if n_smallest is None else n_smallest
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= d:
         raise ValueError(f"n_smallest must be an integer in [1, {d}], got {n_smallest!r}")
-    values = t[..., None] / (lam[::-1] + t[..., None])  # ascending: largest lambda first
+    values = gaussian_score_spectra(lam, t.reshape(-1)).reshape(*t.shape, d)
     return values[..., : int(k)]
 
 
