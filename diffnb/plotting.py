@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -217,6 +218,7 @@ def shade_phases(
     *,
     alpha: float = 0.8,
     labels: bool = True,
+    label_kw: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> plt.Axes:
     """Shade the three phases of generation: trivial (large ``t``), coverage, consolidation (small ``t``).
 
@@ -231,7 +233,25 @@ def shade_phases(
         Abscissae of the boundary curves (for arrays).
     labels
         Name the phases (in the bands, or in the legend for a phase diagram).
+    label_kw
+        For bands: text properties by phase name that override the defaults of that phase's label, e.g.
+        ``{"coverage": {"x": 0.1, "ha": "right"}}`` to move a label clear of a line drawn on the band
+        (``x`` in data coordinates, ``y`` as a fraction of the axes' height).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Raises
+    ------
+    ValueError
+        If ``label_kw`` names something other than the three phases.
     """
+    label_kw = dict(label_kw or {})
+    unknown = set(label_kw) - set(PHASE_COLORS)
+    if unknown:
+        raise ValueError(f"label_kw must be keyed by phase names {sorted(PHASE_COLORS)}, got {sorted(unknown)}")
     kw = {"alpha": alpha, "lw": 0, "zorder": 0}
     if x is None:
         t_trivial, t_consolidation = float(t_trivial), float(t_consolidation)
@@ -247,16 +267,16 @@ def shade_phases(
         for a, b, name in spans:
             ax.axvspan(a, b, color=PHASE_COLORS[name], **kw)
             if labels:
-                ax.text(
-                    np.sqrt(max(a, lo) * min(b, hi)) if name != "trivial" else a * 1.15,
-                    0.98,
-                    name,
-                    transform=ax.get_xaxis_transform(),
-                    ha="center" if name != "trivial" else "left",
-                    va="top",
-                    fontsize="small",
-                    color="0.35",
-                )
+                style = {
+                    "x": np.sqrt(max(a, lo) * min(b, hi)) if name != "trivial" else a * 1.15,
+                    "y": 0.98,
+                    "ha": "center" if name != "trivial" else "left",
+                    "va": "top",
+                    "fontsize": "small",
+                    "color": "0.35",
+                }
+                style.update(label_kw.get(name, {}))
+                ax.text(s=name, transform=ax.get_xaxis_transform(), **style)
         ax.set_xscale("log")
         ax.set_xlim(lo, hi)
         return ax

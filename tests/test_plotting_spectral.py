@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from diffnb import plotting  # noqa: E402
 
@@ -34,4 +35,16 @@ def test_shade_phases_bands_and_phase_diagram():
     plotting.shade_phases(ax2, np.full(20, 19.0), 0.02 * x, x=x)
     assert ax2.get_yscale() == "log" and ax2.get_ylim()[0] > 0
     assert sorted(ax2.get_legend_handles_labels()[1]) == ["consolidation", "coverage", "trivial"]
+    plt.close(fig)
+
+
+def test_shade_phases_moves_a_label_and_rejects_unknown_phases():
+    fig, ax = plt.subplots()
+    plotting.shade_phases(ax, 19.0, 0.002, label_kw={"coverage": {"x": 0.5, "ha": "right"}})
+    coverage = next(t for t in ax.texts if t.get_text() == "coverage")
+    assert coverage.get_position()[0] == 0.5 and coverage.get_ha() == "right"
+    trivial = next(t for t in ax.texts if t.get_text() == "trivial")
+    assert trivial.get_ha() == "left" and trivial.get_position()[1] == 0.98
+    with pytest.raises(ValueError, match="label_kw.*memorization"):
+        plotting.shade_phases(ax, 19.0, 0.002, label_kw={"memorization": {"x": 1.0}})
     plt.close(fig)
