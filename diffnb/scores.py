@@ -17,12 +17,13 @@ returned as NumPy) or tensors (kept on their device and dtype).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from diffnb._linalg import gram_eigvalsh
+from diffnb._linalg import gram_eigvalsh, matmul
 from diffnb._validation import (
     ArrayLike,
     as_tensor,
@@ -128,9 +129,20 @@ def _log_weights(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: to
     for start in range(0, X.shape[0], step):
         xs = X[start : start + step]
         # |x|^2 is the same for every mu and cancels in the softmax
-        logits = (xs @ Y.T - 0.5 * y_sq) / times[start : start + step, None]
+        logits = (matmul(xs, Y.T) - 0.5 * y_sq) / times[start : start + step, None]
         out[start : start + step] = torch.log_softmax(logits, dim=-1)
     return out
+
+
+def _weights(log_w: torch.Tensor) -> torch.Tensor:
+    """``exp(log_w)``, with 0 for weights below ``e`` times the smallest normal number of the dtype.
+
+    Small ``t`` puts most log-weights thousands below zero, where ``exp`` takes a slow path for results
+    that underflow (4 ms against 0.5 ms for 160 000 values); the weights it would return there are below
+    6e-308 in float64 (3.2e-38 in float32), and this returns 0 for them.
+    """
+    floor = math.log(torch.finfo(log_w.dtype).tiny) + 1.0  # exp(floor) is a normal number: the fast path
+    return log_w.clamp_min(floor).exp_().masked_fill_(log_w <= floor, 0.0)
 
 
 def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -173,7 +185,7 @@ def posterior_weights(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike
     Weights of shape ``(P,)`` or ``(n, P)``; each row sums to one.
     """
     X, Y, y_sq, times, single, as_numpy = _prepare(x, data, t)
-    w = _log_weights(X, Y, y_sq, times).exp()
+    w = _weights(_log_weights(X, Y, y_sq, times))
     return to_output(w[0] if single else w, as_numpy)
 
 
@@ -195,21 +207,29 @@ def empirical_score(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike) 
     Parameters as in :func:`posterior_weights`. Returns the score with the shape of ``x``.
     """
     X, Y, y_sq, times, single, as_numpy = _prepare(x, data, t)
-    w = _log_weights(X, Y, y_sq, times).exp()
-    s = (w @ Y - X) / times[:, None]
+    w = _weights(_log_weights(X, Y, y_sq, times))
+    s = (matmul(w, Y) - X) / times[:, None]
     return to_output(s[0] if single else s, as_numpy)
 
 
-def _active_centered(w: torch.Tensor, Y: torch.Tensor, weight_tol: float) -> torch.Tensor:
-    """Rows sqrt(w_mu) (y_mu - ybar) for the points whose weight exceeds ``weight_tol``."""
+def _active_centered(
+    w: torch.Tensor, Y: torch.Tensor, weight_tol: float, buffer: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rows sqrt(w_mu) (y_mu - ybar) for the points whose weight exceeds ``weight_tol``.
+
+    They are written into the leading rows of ``buffer`` (shaped like ``Y``) when one is given: a loop over
+    points then reuses one block of memory instead of touching a fresh one each time (18 ms against 65 ms
+    at P = 10 000, d = 784, where the page faults of a new block cost more than the arithmetic).
+    """
     wk, Yk = w, Y
     if weight_tol > 0:
         keep = w > weight_tol
         if not bool(keep.all()):  # a broad posterior keeps every point: no copy of the data then
             wk, Yk = w[keep], Y[keep]
     wk = wk / wk.sum()
-    ybar = wk @ Yk
-    return torch.sub(Yk, ybar).mul_(wk.sqrt()[:, None])  # one temporary of the data's size
+    ybar = matmul(wk[None], Yk)[0]
+    out = torch.empty_like(Yk) if buffer is None else buffer[: Yk.shape[0]]
+    return torch.sub(Yk, ybar, out=out).mul_(wk.sqrt()[:, None])
 
 
 def posterior_covariance(
@@ -237,11 +257,12 @@ def _posterior_covariances(
     X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor, weight_tol: float
 ) -> torch.Tensor:
     """:math:`\\mathrm{Cov}_w` at every point, ``(n, d, d)``, from checked inputs."""
-    W = _log_weights(X, Y, y_sq, times).exp()
+    W = _weights(_log_weights(X, Y, y_sq, times))
     cov = torch.empty(X.shape[0], Y.shape[1], Y.shape[1], dtype=X.dtype, device=X.device)
+    buffer = torch.empty_like(Y)
     for i, w in enumerate(W):
-        A = _active_centered(w, Y, weight_tol)
-        cov[i] = A.T @ A
+        A = _active_centered(w, Y, weight_tol, buffer)
+        cov[i] = matmul(A.T, A)
     return cov
 
 
@@ -294,15 +315,16 @@ def _weighted_covariance_eigvals(
         keep = (W > weight_tol).any(dim=0)
         if int(keep.sum()) < Y.shape[0] // 2:  # small t: most training points carry no weight at all
             W, Y, products = W[:, keep], Y[keep], products[keep]
-        m = W @ Y
-        flat = W @ products
+        m = matmul(W, Y)
+        flat = matmul(W, products)
         M2 = torch.empty(n, d, d, dtype=W.dtype, device=W.device)
         M2[:, rows, cols] = flat
         M2[:, cols, rows] = flat
         return torch.linalg.eigvalsh(M2 - m[:, :, None] * m[:, None, :]).clamp_min(0.0)
     out = torch.zeros(n, d, dtype=W.dtype, device=W.device)
+    buffer = torch.empty_like(Y)
     for i, w in enumerate(W):
-        lam = gram_eigvalsh(_active_centered(w, Y, weight_tol))  # min(k, d) values; the other d - k are 0
+        lam = gram_eigvalsh(_active_centered(w, Y, weight_tol, buffer))  # min(k, d) values; the others are 0
         out[i, d - lam.shape[0] :] = lam
     return out
 
@@ -339,7 +361,7 @@ def empirical_jacobian_eigvals(
     X, Y, y_sq, times, single, as_numpy = _prepare(x, data, t)
     if weight_tol < 0:
         raise ValueError(f"weight_tol must be non-negative, got {weight_tol}")
-    W = _log_weights(X, Y, y_sq, times).exp()
+    W = _weights(_log_weights(X, Y, y_sq, times))
     out = _weighted_covariance_eigvals(W, Y, weight_tol=weight_tol) / times[:, None] - 1.0
     if not normalized:
         out = out / times[:, None]

@@ -205,3 +205,22 @@ def test_prepare_data_checks_once_and_clearly():
         scores.empirical_score(np.ones((2, 5)), prepared, 0.1)  # wrong dimension
     with pytest.raises(TypeError, match="x has dtype torch.float32 but data has dtype torch.float64"):
         scores.empirical_score(torch.ones(2, 3, dtype=torch.float32), prepared, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_weights_below_the_normal_range_are_zero_and_the_rest_exact(dtype):
+    tiny = torch.finfo(dtype).tiny
+    log_w = torch.tensor([0.0, -10.0, np.log(tiny) + 1.5, np.log(tiny) + 0.5, -5000.0, -np.inf], dtype=dtype)
+    w = scores._weights(log_w)
+    torch.testing.assert_close(w[:3], log_w[:3].exp(), rtol=1e-6 if dtype == torch.float32 else 1e-15, atol=0)
+    assert w[2] > 0 and bool((w[3:] == 0).all()) and bool(torch.isfinite(w).all())
+
+
+def test_covariances_of_many_points_share_one_buffer_correctly(setup):
+    _, data, x = setup
+    for t, tol in ((0.2, 0.0), (2e-3, 1e-16)):  # every point kept; a few kept, a different number per point
+        covs = scores.posterior_covariance(x, data, t, weight_tol=tol)
+        for cov, point in zip(covs, x, strict=True):
+            w = scores.posterior_weights(point, data, t)
+            mean = w @ data
+            np.testing.assert_allclose(cov, (w[:, None] * (data - mean)).T @ (data - mean), atol=1e-12)
