@@ -142,7 +142,7 @@ def _weights(log_w: torch.Tensor) -> torch.Tensor:
     6e-308 in float64 (3.2e-38 in float32), and this returns 0 for them.
     """
     floor = math.log(torch.finfo(log_w.dtype).tiny) + 1.0  # exp(floor) is a normal number: the fast path
-    return log_w.clamp_min(floor).exp_().masked_fill_(log_w <= floor, 0.0)
+    return log_w.clamp_min(floor).exp().masked_fill(log_w <= floor, 0.0)  # out of place: autograd works
 
 
 def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:

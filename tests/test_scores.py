@@ -224,3 +224,14 @@ def test_covariances_of_many_points_share_one_buffer_correctly(setup):
             w = scores.posterior_weights(point, data, t)
             mean = w @ data
             np.testing.assert_allclose(cov, (w[:, None] * (data - mean)).T @ (data - mean), atol=1e-12)
+
+
+def test_weights_and_score_carry_gradients_for_tracked_tensors(setup):
+    _, data, x = setup
+    X = torch.from_numpy(x).requires_grad_(True)
+    Y = torch.from_numpy(data)
+    (scores.posterior_weights(X, Y, 0.3)[:, :5].sum() + scores.empirical_score(X, Y, 0.3).sum()).backward()
+    Xr = X.detach().clone().requires_grad_(True)
+    w = torch.softmax(-((Xr[:, None] - Y[None]) ** 2).sum(-1) / 0.6, dim=1)
+    (w[:, :5].sum() + ((w @ Y - Xr) / 0.3).sum()).backward()
+    torch.testing.assert_close(X.grad, Xr.grad, rtol=1e-10, atol=1e-12)
