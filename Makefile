@@ -56,7 +56,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab book/
 
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check diffnb tests benchmarks book conftest.py

@@ -12,14 +12,11 @@ Run:  python benchmarks/blas.py        (BENCH_THREADS=2: both libraries on both 
 
 from __future__ import annotations
 
-import os
 import platform
-import time
 
 import numpy as np
 import torch
-
-from diffnb.config import set_threads
+from _bench import best_time, threads_from_env
 
 PRODUCTS = [  # (what, rows, inner, columns)
     ("distances, d = 784", 16, 784, 10_000),
@@ -32,15 +29,9 @@ PRODUCTS = [  # (what, rows, inner, columns)
 EIGENSOLVES = [30, 100, 300, 784]
 
 
-def best_ms(fn, *args, repeats: int = 10, **kwargs) -> float:
-    """Best of ``repeats`` wall-clock times of ``fn(*args, **kwargs)``, in milliseconds, after one warm-up."""
-    fn(*args, **kwargs)
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+def best_ms(fn, *args, **kwargs) -> float:
+    """Best of 10 wall-clock times of ``fn(*args, **kwargs)``, in milliseconds."""
+    return best_time(fn, *args, repeats=10, **kwargs)[0] * 1e3
 
 
 def cpu_name() -> str:
@@ -53,12 +44,8 @@ def cpu_name() -> str:
 
 
 def main() -> None:
-    threads = int(os.environ.get("BENCH_THREADS", "1"))
-    set_threads(threads)
-    print(
-        f"torch {torch.__version__}, NumPy {np.__version__}, {threads} thread{'s' if threads > 1 else ''} each,"
-        f" float64; {cpu_name()}\n"
-    )
+    threads = threads_from_env()
+    print(f"torch {torch.__version__}, NumPy {np.__version__}, {threads}, float64; {cpu_name()}\n")
     header = f"{'kernel':>26} {'shape':>22} | {'torch ms':>9} {'NumPy ms':>9} | {'torch/NumPy':>11}"
     print(header)
     print("-" * len(header))

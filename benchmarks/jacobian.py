@@ -17,28 +17,18 @@ kept (``scores.prepare_data``) for all three methods alike. Run: ``python benchm
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
+from _bench import best_time, threads_from_env
 from torch.func import jacrev
 
 from diffnb import scores
-from diffnb.config import set_threads
 from diffnb.jacobian import score_jacobian
 
 N_POINTS = 16
 SETTINGS = [(64, 1_000), (64, 10_000), (784, 1_000), (784, 10_000)]
 NOISE = {"broad": 1.0, "concentrated": 1e-4}
-
-
-def timed(fn, *args, repeats: int = 1, **kwargs):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def symmetric_eigvals(J: torch.Tensor) -> np.ndarray:
@@ -59,13 +49,11 @@ def jacrev_eigvals(fn, X: torch.Tensor, t: float, chunk_size: int = 256) -> np.n
 
 
 def main() -> None:
-    # One thread by default, for torch and for the BLAS under NumPy/SciPy alike (the closed form's rank-k
-    # update runs in SciPy's BLAS, which would otherwise take every core while the baselines get one);
-    # BENCH_THREADS=2 measures with both cores on a quiet machine.
-    threads = int(os.environ.get("BENCH_THREADS", "1"))
-    set_threads(threads)
+    # The thread limit covers the BLAS under NumPy/SciPy too: the closed form's products run there, and would
+    # otherwise take every core while the baselines get one.
+    threads = threads_from_env()
     print(
-        f"torch {torch.__version__}, {threads} thread{'s' if threads > 1 else ''} (torch and BLAS), float64, "
+        f"torch {torch.__version__}, {threads}, float64, "
         f"{N_POINTS} points each; load average {os.getloadavg()[0]:.2f}\n"
     )
     header = (
@@ -86,9 +74,9 @@ def main() -> None:
             active = float(np.median(scores.participation_ratio(x, data, t)))
             reference = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, data, t, weight_tol=0))
             scale = np.abs(reference).max(axis=1, keepdims=True)
-            t_closed, ev_closed = timed(scores.empirical_jacobian_eigvals, x, prepared, t, repeats=2)
-            t_probe, ev_probe = timed(jacobian_eigvals, fn, X, t, method="probe")
-            t_jacrev, ev_jacrev = timed(jacrev_eigvals, fn, X, t)
+            t_closed, ev_closed = best_time(scores.empirical_jacobian_eigvals, x, prepared, t, repeats=2)
+            t_probe, ev_probe = best_time(jacobian_eigvals, fn, X, t, method="probe")
+            t_jacrev, ev_jacrev = best_time(jacrev_eigvals, fn, X, t)
             errors = [np.max(np.abs(ev - reference) / scale) for ev in (ev_closed, ev_probe, ev_jacrev)]
             print(
                 f"{d:>4} {P:>6} {name:>12} {active:>7.1f} | "

@@ -30,13 +30,12 @@ Run:  python benchmarks/network_jacobian.py   (BENCH_THREADS=2: every method on 
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
+from _bench import best_time, threads_from_env
 from scipy.stats import ortho_group
 
-from diffnb.config import set_threads
 from diffnb.data import LinearManifold
 from diffnb.jacobian import score_jacobian, singular_values
 from diffnb.nets import NetConfig
@@ -48,16 +47,6 @@ N_POINTS, N_TIMES = 16, 50
 #: chapter 5's linear-manifold network (book/05_trained_linear.ipynb), at d = 100
 NET = NetConfig(d=D, width=128, depth=3, conditioning="film", parametrization="edm", sigma_data=0.3)
 TRAIN = TrainConfig(steps=1500, batch_size=256, sigma_min=0.02, sigma_max=5.0, seed=0)
-
-
-def timed(fn, repeats: int = 3):
-    """Best of ``repeats`` wall-clock runs (the same for every method) and the last result."""
-    best, out = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def probe_loop(score_fn, X: torch.Tensor, times: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -93,15 +82,11 @@ def drop_largest(spectra: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    # One thread by default for torch and the NumPy/SciPy BLAS alike, so that every method runs on the same
-    # footing on a busy machine; BENCH_THREADS=2 gives every method both cores (the papers' code runs with
-    # torch's default, all cores).
-    threads = int(os.environ.get("BENCH_THREADS", "1"))
-    set_threads(threads)
+    threads = threads_from_env()  # the papers' code runs with torch's default, all cores: BENCH_THREADS=2
     manifold = LinearManifold(D, (24, 16), (1.0, 0.2), seed=0)
     trained = train_score_model(manifold.sample(20_000, seed=1), NET, TRAIN, progress=False)
     print(
-        f"torch {torch.__version__}, {threads} thread{'s' if threads > 1 else ''} (torch and BLAS), "
+        f"torch {torch.__version__}, {threads}, "
         f"load average {os.getloadavg()[0]:.2f}; "
         f"network {NET.width}x{NET.depth}"
         f" ({trained.model.num_parameters()} parameters, {'cached' if trained.from_cache else 'trained now'});"
@@ -111,10 +96,10 @@ def main() -> None:
     times = np.logspace(-3, 1, N_TIMES)
     score = trained.model.score
 
-    t_exact, exact = timed(lambda: score_spectra_over_time(score, X, times))
-    t_loop, loop = timed(lambda: probe_loop(score, X, times))
-    t_batch, batched = timed(lambda: probe_batched(score, X, times))
-    t_central, central = timed(lambda: probe_batched(score, X, times, symmetric=True))
+    t_exact, exact = best_time(lambda: score_spectra_over_time(score, X, times), repeats=3)
+    t_loop, loop = best_time(lambda: probe_loop(score, X, times), repeats=3)
+    t_batch, batched = best_time(lambda: probe_batched(score, X, times), repeats=3)
+    t_central, central = best_time(lambda: probe_batched(score, X, times, symmetric=True), repeats=3)
     reference = drop_largest(exact)
 
     header = (

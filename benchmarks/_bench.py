@@ -1,0 +1,36 @@
+"""What the benchmark scripts share: the thread setting read from ``BENCH_THREADS`` and best-of-N timing.
+
+Not a benchmark itself (``make bench`` runs only the scripts whose names do not start with ``_``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from diffnb.config import set_threads
+
+
+def threads_from_env() -> str:
+    """Set torch's and the NumPy/SciPy BLAS's threads from ``BENCH_THREADS`` (default 1); say how many.
+
+    One thread by default, so that every method runs on the same footing on a busy machine;
+    ``BENCH_THREADS=2`` gives every method both cores of a quiet one.
+    """
+    raw = os.environ.get("BENCH_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"BENCH_THREADS must be a positive integer, got {raw!r}")
+    threads = set_threads(int(raw))
+    return f"{threads} thread{'s' if threads > 1 else ''} (torch and BLAS)"
+
+
+def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 1, **kwargs: Any) -> tuple[float, Any]:
+    """The best of ``repeats`` wall-clock times of ``fn(*args, **kwargs)`` in seconds, and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return best, out
