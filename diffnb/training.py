@@ -61,7 +61,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from diffnb import cache
 from diffnb._progress import tqdm
 from diffnb._validation import check_choice, check_positive_int, dataclass_from_dict
-from diffnb.config import get_device
+from diffnb.config import get_device, get_scale
 from diffnb.nets import NetConfig, ScoreMLP, UNet, UNetConfig, build_model, config_from_dict, stacked_forward
 from diffnb.schedules import VPSchedule
 
@@ -399,10 +399,20 @@ def _threads(threads: int | str | None, device: torch.device):
         torch.set_num_threads(previous)
 
 
+_PROGRESS_WORDS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
+
+
 def _progress_enabled(progress: bool | None) -> bool:
-    if progress is None:
-        return os.environ.get("DIFFNB_PROGRESS", "1").strip().lower() not in ("0", "false", "off", "no")
-    return bool(progress)
+    """``progress`` itself, or for ``None`` the default: ``DIFFNB_PROGRESS`` when it is set, else on except at
+    ``quick`` scale, whose outputs go into CI logs and the published book."""
+    if progress is not None:
+        return bool(progress)
+    env = os.environ.get("DIFFNB_PROGRESS", "").strip().lower()
+    if not env:
+        return get_scale() != "quick"
+    if env not in _PROGRESS_WORDS:
+        raise ValueError(f"DIFFNB_PROGRESS must be one of {', '.join(_PROGRESS_WORDS)}, got {env!r}")
+    return _PROGRESS_WORDS[env]
 
 
 def member_key(net_config: NetConfig | UNetConfig, train_config: TrainConfig, data: torch.Tensor) -> dict:
@@ -633,7 +643,8 @@ def train_ensemble(
     use_cache
         Load members found in :mod:`diffnb.cache` and store the newly trained ones.
     progress
-        Show a tqdm bar with the loss; ``None`` reads ``DIFFNB_PROGRESS`` (on unless ``0``).
+        Show a tqdm bar with the loss. ``None``: ``DIFFNB_PROGRESS`` when set (``1``/``0``), else on except
+        at ``quick`` scale (the scale of CI and of the published book, whose outputs should hold no bars).
     threads
         CPU threads during training: ``"auto"`` (one thread on CPU), an integer, or ``None`` (unchanged).
     device

@@ -145,6 +145,24 @@ def test_threads_are_restored_and_progress_bar_runs(capsys):
 
 
 @pytest.mark.parametrize(
+    "env, scale, expected",
+    [("", "quick", False), ("", "full", True), ("", "paper", True), ("1", "quick", True), ("off", "full", False)],
+)
+def test_progress_default_follows_the_environment_then_the_scale(monkeypatch, env, scale, expected):
+    monkeypatch.setenv("DIFFNB_PROGRESS", env)
+    monkeypatch.setenv("DIFFNB_SCALE", scale)
+    assert training._progress_enabled(None) is expected
+    assert training._progress_enabled(True) is True  # an explicit choice wins
+    assert training._progress_enabled(False) is False
+
+
+def test_progress_default_rejects_an_unknown_word(monkeypatch):
+    monkeypatch.setenv("DIFFNB_PROGRESS", "maybe")
+    with pytest.raises(ValueError, match="DIFFNB_PROGRESS must be one of"):
+        train_score_model(make_data(20), NET, TrainConfig(steps=1), use_cache=False)
+
+
+@pytest.mark.parametrize(
     "data, match",
     [
         (np.zeros(6), "shape \\(P, d\\)"),
