@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the thread setting read from ``BENCH_THREADS`` and best-of-N timing.
+"""What the benchmark scripts share: the thread settings read from ``BENCH_THREADS`` and best-of-N timing.
 
 Not a benchmark itself (``make bench`` runs only the scripts whose names do not start with ``_``).
 """
@@ -13,17 +13,30 @@ from typing import Any
 from diffnb.config import set_threads
 
 
+def _threads_variable() -> int | None:
+    """``BENCH_THREADS`` as a positive integer, or ``None`` when it is not set."""
+    raw = os.environ.get("BENCH_THREADS")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"BENCH_THREADS must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
 def threads_from_env() -> str:
     """Set torch's and the NumPy/SciPy BLAS's threads from ``BENCH_THREADS`` (default 1); say how many.
 
     One thread by default, so that every method runs on the same footing on a busy machine;
     ``BENCH_THREADS=2`` gives every method both cores of a quiet one.
     """
-    raw = os.environ.get("BENCH_THREADS", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise SystemExit(f"BENCH_THREADS must be a positive integer, got {raw!r}")
-    threads = set_threads(int(raw))
+    threads = set_threads(_threads_variable() or 1)
     return f"{threads} thread{'s' if threads > 1 else ''} (torch and BLAS)"
+
+
+def thread_counts_from_env() -> list[int]:
+    """The thread counts to compare: ``BENCH_THREADS`` alone when it is set, else one thread and every core."""
+    threads = _threads_variable()
+    return [threads] if threads is not None else sorted({1, os.cpu_count() or 1})
 
 
 def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 1, **kwargs: Any) -> tuple[float, Any]:

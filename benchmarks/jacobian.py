@@ -11,7 +11,9 @@ Data: ``P`` points of a standard Gaussian in ``d`` dimensions scaled to unit exp
 noised training points. ``broad``: t = 1 (hundreds to thousands of active points); ``concentrated``:
 t = 1e-4 (one or two). All in float64; errors are the maximum relative error of the eigenvalues against
 a dense float64 ``eigvalsh`` of the closed-form matrix. The data are checked once and their squared norms
-kept (``scores.prepare_data``) for all three methods alike. Run: ``python benchmarks/jacobian.py``.
+kept (``scores.prepare_data``) for all three methods alike. Every method is timed on one thread and on every
+core; a last table takes each at its fastest setting.
+Run: ``python benchmarks/jacobian.py`` (``BENCH_THREADS=k``: only ``k`` threads).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import os
 
 import numpy as np
 import torch
-from _bench import best_time, threads_from_env
+from _bench import best_time, thread_counts_from_env
 from torch.func import jacrev
 
 from diffnb import scores
+from diffnb.config import set_threads
 from diffnb.jacobian import score_jacobian
 
 N_POINTS = 16
@@ -49,20 +52,22 @@ def jacrev_eigvals(fn, X: torch.Tensor, t: float, chunk_size: int = 256) -> np.n
 
 
 def main() -> None:
-    # The thread limit covers the BLAS under NumPy/SciPy too: the closed form's products run there, and would
-    # otherwise take every core while the baselines get one.
-    threads = threads_from_env()
+    # Each method is timed on one thread and on every core (BENCH_THREADS=k: k alone), the settings one after
+    # the other at each size so that they see the same machine load. The thread limit covers the BLAS under
+    # NumPy/SciPy too: the closed form's products run there.
+    thread_counts = thread_counts_from_env()
     print(
-        f"torch {torch.__version__}, {threads}, float64, "
+        f"torch {torch.__version__}, float64, threads {thread_counts} (torch and BLAS), "
         f"{N_POINTS} points each; load average {os.getloadavg()[0]:.2f}\n"
     )
     header = (
-        f"{'d':>4} {'P':>6} {'posterior':>12} {'active':>7} | "
+        f"{'d':>4} {'P':>6} {'posterior':>12} {'active':>7} {'threads':>7} | "
         f"{'closed s':>9} {'probe s':>9} {'jacrev s':>9} | "
         f"{'probe/closed':>12} {'jacrev/closed':>13} | {'err closed':>10} {'err probe':>9} {'err jacrev':>10}"
     )
     print(header)
     print("-" * len(header))
+    fastest = []
     rng = np.random.default_rng(0)
     for d, P in SETTINGS:
         data = rng.standard_normal((P, d)) / np.sqrt(d)
@@ -74,15 +79,29 @@ def main() -> None:
             active = float(np.median(scores.participation_ratio(x, data, t)))
             reference = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, data, t, weight_tol=0))
             scale = np.abs(reference).max(axis=1, keepdims=True)
-            t_closed, ev_closed = best_time(scores.empirical_jacobian_eigvals, x, prepared, t, repeats=2)
-            t_probe, ev_probe = best_time(jacobian_eigvals, fn, X, t, method="probe")
-            t_jacrev, ev_jacrev = best_time(jacrev_eigvals, fn, X, t)
-            errors = [np.max(np.abs(ev - reference) / scale) for ev in (ev_closed, ev_probe, ev_jacrev)]
+            best = {}
+            for threads in thread_counts:
+                set_threads(threads)
+                t_closed, ev_closed = best_time(scores.empirical_jacobian_eigvals, x, prepared, t, repeats=2)
+                t_probe, ev_probe = best_time(jacobian_eigvals, fn, X, t, method="probe")
+                t_jacrev, ev_jacrev = best_time(jacrev_eigvals, fn, X, t)
+                errors = [np.max(np.abs(ev - reference) / scale) for ev in (ev_closed, ev_probe, ev_jacrev)]
+                print(
+                    f"{d:>4} {P:>6} {name:>12} {active:>7.1f} {threads:>7} | "
+                    f"{t_closed:>9.3f} {t_probe:>9.3f} {t_jacrev:>9.3f} | "
+                    f"{t_probe / t_closed:>11.1f}x {t_jacrev / t_closed:>12.1f}x | "
+                    f"{errors[0]:>10.1e} {errors[1]:>9.1e} {errors[2]:>10.1e}"
+                )
+                for method, seconds in (("closed", t_closed), ("probe", t_probe), ("jacrev", t_jacrev)):
+                    best[method] = min(best.get(method, (np.inf, 0)), (seconds, threads))
+            fastest.append((d, P, name, best))
+    if len(thread_counts) > 1:
+        print("\neach method at its fastest thread setting (seconds, threads):")
+        for d, P, name, best in fastest:
+            (closed, n_closed), (probe, n_probe), (jac, n_jac) = best["closed"], best["probe"], best["jacrev"]
             print(
-                f"{d:>4} {P:>6} {name:>12} {active:>7.1f} | "
-                f"{t_closed:>9.3f} {t_probe:>9.3f} {t_jacrev:>9.3f} | "
-                f"{t_probe / t_closed:>11.1f}x {t_jacrev / t_closed:>12.1f}x | "
-                f"{errors[0]:>10.1e} {errors[1]:>9.1e} {errors[2]:>10.1e}"
+                f"{d:>4} {P:>6} {name:>12} | closed {closed:.3f} ({n_closed}), probe {probe:.3f} ({n_probe}), "
+                f"jacrev {jac:.3f} ({n_jac}) | probe/closed {probe / closed:.1f}x, jacrev/closed {jac / closed:.1f}x"
             )
 
 

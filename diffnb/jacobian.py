@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import jvp, vjp, vmap
 
-from diffnb._linalg import gram_eigvalsh
+from diffnb._linalg import gram_eigvalsh, svdvals
 from diffnb._validation import check_choice, check_finite, check_positive_int, check_times
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -223,12 +223,13 @@ def score_jacobian(
 def singular_values(M: torch.Tensor) -> torch.Tensor:
     """Singular values of a batch of matrices, in descending order.
 
-    A float64 matrix goes to :func:`torch.linalg.svdvals`. A lower-precision one (a network's Jacobian in
+    A float64 matrix goes to an SVD (LAPACK's, values only). A lower-precision one (a network's Jacobian in
     float32) is lifted to float64 and its Gram matrix (``M^T M`` or ``M M^T``, the smaller) diagonalised.
     The squaring costs float64 precision only: an absolute error of at most about ``1e-8`` of the largest
     value, reached by the very smallest values, where a float32 SVD is off by ``1e-7`` to a few ``1e-6`` of
     the largest value everywhere. On a CPU it is also faster: 0.36 s against 0.44-0.47 s for a float32 SVD of
-    800 matrices of size 100 on one thread.
+    800 matrices of size 100 on one thread, and the batch is split across the threads that
+    :func:`torch.get_num_threads` allows (0.24-0.26 s on two).
 
     Parameters
     ----------
@@ -251,7 +252,7 @@ def singular_values(M: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"M must have at least 2 dimensions (..., m, n), got shape {tuple(M.shape)}")
     check_finite(M, "M")
     if M.dtype == torch.float64 or not M.is_floating_point():
-        return torch.linalg.svdvals(M)
+        return svdvals(M)
     return gram_eigvalsh(M.to(torch.float64)).flip(-1).sqrt()
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffnb._linalg import svdvals
 from diffnb._validation import as_tensor
 from diffnb.jacobian import score_jacobian
 from diffnb.scores import (
@@ -423,7 +424,7 @@ def official_probe_spectrum(
     )
     if absolute:
         J = J.abs()
-    return torch.linalg.svdvals(J).numpy()
+    return svdvals(J).numpy()
 
 
 def mean_posterior_covariance(x: Any, data: Any, t: float) -> np.ndarray:

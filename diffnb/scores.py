@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffnb._linalg import gram_eigvalsh, matmul
+from diffnb._linalg import eigvalsh, gram_eigvalsh, matmul, torch_on_one_thread
 from diffnb._validation import (
     ArrayLike,
     as_tensor,
@@ -259,8 +259,9 @@ def _posterior_covariances(
     """:math:`\\mathrm{Cov}_w` at every point, ``(n, d, d)``, from checked inputs."""
     W = _weights(_log_weights(X, Y, y_sq, times))
     cov = torch.empty(X.shape[0], Y.shape[1], Y.shape[1], dtype=X.dtype, device=X.device)
-    for i, A in enumerate(_active_centered_rows(W, Y, weight_tol)):
-        cov[i] = matmul(A.T, A)
+    with torch_on_one_thread():
+        for i, A in enumerate(_active_centered_rows(W, Y, weight_tol)):
+            cov[i] = matmul(A.T, A)
     return cov
 
 
@@ -318,11 +319,12 @@ def _weighted_covariance_eigvals(
         M2 = torch.empty(n, d, d, dtype=W.dtype, device=W.device)
         M2[:, rows, cols] = flat
         M2[:, cols, rows] = flat
-        return torch.linalg.eigvalsh(M2 - m[:, :, None] * m[:, None, :]).clamp_min(0.0)
+        return eigvalsh(M2 - m[:, :, None] * m[:, None, :]).clamp_min(0.0)
     out = torch.zeros(n, d, dtype=W.dtype, device=W.device)
-    for i, A in enumerate(_active_centered_rows(W, Y, weight_tol)):
-        lam = gram_eigvalsh(A)  # min(k, d) values; the other d - k are 0
-        out[i, d - lam.shape[0] :] = lam
+    with torch_on_one_thread():
+        for i, A in enumerate(_active_centered_rows(W, Y, weight_tol)):
+            lam = gram_eigvalsh(A)  # min(k, d) values; the other d - k are 0
+            out[i, d - lam.shape[0] :] = lam
     return out
 
 

@@ -83,7 +83,8 @@ def test_singular_values_through_float64_gram():
         torch.logspace(-4, 0, 30, dtype=torch.float64)
     )
     reference = torch.linalg.svdvals(M64)
-    torch.testing.assert_close(singular_values(M64), reference, rtol=0, atol=0)  # float64: the SVD itself
+    # float64: an SVD itself, to rounding of the largest value (NumPy's and torch's LAPACK differ in the last bits)
+    assert float(((singular_values(M64) - reference).abs() / reference[:, :1]).max()) < 1e-13
     M32 = M64.float()
     from_gram = singular_values(M32)
     assert from_gram.dtype == torch.float64

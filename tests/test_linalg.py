@@ -1,8 +1,10 @@
 """diffnb._linalg: every route of the products and Gram eigenvalues gives the same numbers as torch."""
 
+import numpy as np
 import pytest
 import torch
 
+from diffnb import _linalg
 from diffnb._linalg import gram_eigvalsh, matmul
 from diffnb.jacobian import random_orthogonal
 
@@ -52,3 +54,68 @@ def test_matmul_keeps_gradients_and_mixed_dtypes_in_torch():
     torch.testing.assert_close(A.grad, B.sum(1).expand(4, 3))
     with pytest.raises(RuntimeError):  # torch's own message for mismatched dtypes, not a silent cast
         matmul(torch.ones(2, 2, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float32))
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """torch on two threads, and every batch large enough to be split."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(_linalg, "_PARALLEL_WORK", 0)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_batch_is_split_in_order_across_the_threads(two_threads):
+    seen = []
+
+    def record(part):
+        seen.append(part[:, 0, 0].tolist())
+        return part[:, 0, :1] * 2
+
+    stack = np.arange(5 * 3 * 3, dtype=float).reshape(5, 3, 3)
+    out = _linalg._map_batch(record, stack, 3)
+    assert sorted(len(rows) for rows in seen) == [2, 3]  # two slices, every matrix once
+    np.testing.assert_array_equal(out[:, 0], 2 * stack[:, 0, 0])  # results in the order of the batch
+
+
+@pytest.mark.parametrize("shape", [(9, 12, 12), (2, 3, 12, 12)])
+def test_batched_eigvalsh_matches_torch_serial_and_split(shape, two_threads):
+    A = torch.randn(*shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    S = A + A.mT
+    expected = torch.linalg.eigvalsh(S)
+    torch.testing.assert_close(_linalg.eigvalsh(S), expected, rtol=1e-12, atol=1e-12)
+    torch.set_num_threads(1)
+    torch.testing.assert_close(_linalg.eigvalsh(S), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_split_gram_eigenvalues_match_the_svd(two_threads):
+    A = torch.randn(7, 20, 9, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    torch.testing.assert_close(gram_eigvalsh(A), torch.linalg.svdvals(A).flip(-1) ** 2, rtol=1e-11, atol=1e-11)
+
+
+def test_eigvalsh_keeps_gradients_in_torch():
+    S = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1).requires_grad_(True)
+    _linalg.eigvalsh(S).sum().backward()  # the trace's gradient: the identity
+    torch.testing.assert_close(S.grad, torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+
+
+@pytest.mark.parametrize("shape", [(6, 9, 5), (2, 3, 5, 9), (9, 5)])
+def test_svdvals_match_torch_serial_and_split(shape, two_threads):
+    M = torch.randn(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    expected = torch.linalg.svdvals(M)
+    torch.testing.assert_close(_linalg.svdvals(M), expected, rtol=1e-12, atol=1e-12)
+    torch.set_num_threads(1)
+    torch.testing.assert_close(_linalg.svdvals(M), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_on_one_thread_restores_the_setting_even_after_an_error():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"), _linalg.torch_on_one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
