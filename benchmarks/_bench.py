@@ -34,9 +34,9 @@ def threads_from_env() -> str:
 
 
 def thread_counts_from_env() -> list[int]:
-    """The thread counts to compare: ``BENCH_THREADS`` alone when it is set, else one thread and every core."""
+    """The thread counts to compare: ``BENCH_THREADS`` alone when it is set, else one and every core we may use."""
     threads = _threads_variable()
-    return [threads] if threads is not None else sorted({1, os.cpu_count() or 1})
+    return [threads] if threads is not None else sorted({1, len(os.sched_getaffinity(0))})
 
 
 def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 1, **kwargs: Any) -> tuple[float, Any]:

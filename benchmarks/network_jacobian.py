@@ -25,10 +25,10 @@ largest kept): the mean and largest absolute difference of the normalised values
 spectra whose dimension (largest gap wider than 0.2, as in chapter 5) differs. Target: (a) at least 3x faster
 than (b).
 
-Every method runs on one thread and on every core, one setting after the other; the last line compares each
-of (a) and (b) at its fastest setting. On two cores (a) gains from both (its products are large, and
-``diffnb._linalg`` splits its 800 eigensolves across threads) while (b) slows down: its 800 small SVDs and
-orthogonal draws lose more to thread hand-offs than they gain.
+Every method runs on one thread and on every core, one setting after the other, best of 3 each; a line after
+the table compares each of (a) and (b) at its fastest setting. On two cores (a) gains from both (its products
+are large, and ``diffnb._linalg`` splits its 800 eigensolves across threads) while (b) slows down: its 800
+small SVDs and orthogonal draws lose more to thread hand-offs than they gain.
 Run:  python benchmarks/network_jacobian.py   (BENCH_THREADS=k: only k threads)
 """
 
@@ -113,7 +113,7 @@ def main() -> None:
     for threads in thread_counts:
         set_threads(threads)
         t_exact, exact = best_time(lambda: score_spectra_over_time(score, X, times), repeats=3)
-        t_loop, loop = best_time(lambda: probe_loop(score, X, times), repeats=3 if threads == 1 else 1)
+        t_loop, loop = best_time(lambda: probe_loop(score, X, times), repeats=3)
         t_batch, batched = best_time(lambda: probe_batched(score, X, times), repeats=3)
         t_central, central = best_time(lambda: probe_batched(score, X, times, symmetric=True), repeats=3)
         reference = drop_largest(exact)

@@ -1,15 +1,17 @@
 """Dense kernels behind the spectra: products and symmetric and Gram-matrix eigenvalues, on the faster BLAS.
 
-On a CPU these go through NumPy's and SciPy's BLAS and LAPACK (OpenBLAS) rather than the MKL inside torch's
-CPU wheel: on the AMD EPYC the book is measured on, with one thread each, NumPy's float64 products are
+On a CPU these go through NumPy's BLAS and LAPACK (OpenBLAS) rather than the MKL inside torch's CPU
+wheel: on the AMD EPYC the book is measured on, with one thread each, NumPy's float64 products are
 1.1-2.3x faster for the shapes of the empirical score and a 784-size symmetric eigensolve 1.5x faster
 (``benchmarks/blas.py``). Batches of small eigenproblems are split across threads, since LAPACK runs each
-on one core. Tensors that need a gradient or live on another device stay in torch.
+on one core; a single symmetric matrix (:func:`eigvalsh`) or single matrix's singular values
+(:func:`svdvals`) stay in torch, as do tensors that need a gradient or live on another device.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,9 +19,11 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-#: a batch is split across threads only above this much work (batch size times n^3; 100 matrices of size 100
-#: are 1e8): below it the threads' start-up is not paid back
-_PARALLEL_WORK = 5e6
+#: a batch is split across threads only above this much work (batch size times n^3; 50 matrices of size 100,
+#: about 18 ms of eigensolves, are 5e7): below it the thread start-up and the BLAS limit (about 1 ms) do not pay
+_PARALLEL_WORK = 5e7
+#: one split at a time: the BLAS thread limit is process-wide, and interleaved limits could be restored out of order
+_SPLIT_LOCK = threading.Lock()
 
 
 def _numpy_ready(*tensors: torch.Tensor) -> bool:
@@ -71,7 +75,7 @@ def gram_eigvalsh(A: torch.Tensor) -> torch.Tensor:
     stays in torch. The result has the dtype and device of ``A``.
     """
     m, n = A.shape[-2], A.shape[-1]
-    if _numpy_ready(A):
+    if _numpy_ready(A) and A.numel() > 0:
         a = A.numpy()
         if a.ndim == 2:
             lam = torch.from_numpy(_numpy_gram_eigvalsh(a))
@@ -89,7 +93,7 @@ def eigvalsh(A: torch.Tensor) -> torch.Tensor:
     On the CPU a batch goes through NumPy's LAPACK, split across the threads that :func:`torch.get_num_threads`
     allows (see :func:`_map_batch`); a tensor that requires grad or lives on another device stays in torch.
     """
-    if not _numpy_ready(A) or A.ndim < 3:
+    if not _numpy_ready(A) or A.ndim < 3 or A.numel() == 0:
         return torch.linalg.eigvalsh(A)
     n = A.shape[-1]
     lam = _map_batch(np.linalg.eigvalsh, A.numpy().reshape(-1, n, n), n)
@@ -102,7 +106,7 @@ def svdvals(M: torch.Tensor) -> torch.Tensor:
     On the CPU a batch goes through NumPy's LAPACK split across threads (:func:`_map_batch`); a tensor that
     requires grad or lives on another device stays in torch.
     """
-    if not _numpy_ready(M) or M.ndim < 3:
+    if not _numpy_ready(M) or M.ndim < 3 or M.numel() == 0:
         return torch.linalg.svdvals(M)
     m, n = M.shape[-2:]
     sv = _map_batch(_numpy_svdvals, M.numpy().reshape(-1, m, n), min(m, n))
@@ -132,10 +136,10 @@ def _map_batch(fn: Callable[[np.ndarray], np.ndarray], stack: np.ndarray, n: int
     slices of the batch run on as many Python threads as :func:`torch.get_num_threads` allows (the
     package's thread setting, :func:`diffnb.config.set_threads`), each with a one-thread BLAS so that the
     threads do not oversubscribe the cores: 800 eigensolves of size 100 take 0.16 s on two threads
-    against 0.29 s on one.
+    against 0.29 s on one. Inside :func:`torch_on_one_thread` a batch is therefore not split.
     """
     workers = min(torch.get_num_threads(), stack.shape[0])
     if workers < 2 or stack.shape[0] * n**3 < _PARALLEL_WORK:
         return fn(stack)
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with _SPLIT_LOCK, threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         return np.concatenate(list(pool.map(fn, np.array_split(stack, workers))))

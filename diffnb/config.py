@@ -113,7 +113,7 @@ def set_threads(n: int | None = None) -> int:
 
     Tiny networks train fastest on one thread (thread hand-offs cost more than the arithmetic);
     large matrix products prefer all cores. Both libraries are limited because the exact spectra run
-    partly in each (``diffnb._linalg`` sends Gram matrices through SciPy's and NumPy's BLAS). ``None``
+    partly in each (``diffnb._linalg`` sends products and Gram matrices through NumPy's BLAS). ``None``
     reads ``DIFFNB_THREADS`` and otherwise leaves both choices unchanged.
     """
     if n is None:

@@ -119,3 +119,13 @@ def test_torch_on_one_thread_restores_the_setting_even_after_an_error():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("shape", [(3, 0, 4), (3, 4, 0), (0, 4, 4), (2, 0, 3, 3)])
+def test_empty_matrices_and_batches_give_empty_results_like_torch(shape):
+    A = torch.zeros(shape, dtype=torch.float64)
+    k = min(shape[-2:])
+    assert gram_eigvalsh(A).shape == (*shape[:-2], k)
+    assert _linalg.svdvals(A).shape == torch.linalg.svdvals(A).shape
+    if shape[-1] == shape[-2]:
+        assert _linalg.eigvalsh(A).shape == torch.linalg.eigvalsh(A).shape
