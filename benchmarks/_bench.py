@@ -5,6 +5,7 @@ Not a benchmark itself (``make bench`` runs only the scripts whose names do not 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -47,3 +48,8 @@ def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 1, **kwargs: An
         out = fn(*args, **kwargs)
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+def keep_fastest(fastest: dict[str, tuple[float, int]], name: str, seconds: float, threads: int) -> None:
+    """Record ``(seconds, threads)`` under ``name`` when it is faster than what ``fastest`` holds there."""
+    fastest[name] = min(fastest.get(name, (math.inf, 0)), (seconds, threads))

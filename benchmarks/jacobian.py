@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 import torch
-from _bench import best_time, thread_counts_from_env
+from _bench import best_time, keep_fastest, thread_counts_from_env
 from torch.func import jacrev
 
 from diffnb import scores
@@ -93,7 +93,7 @@ def main() -> None:
                     f"{errors[0]:>10.1e} {errors[1]:>9.1e} {errors[2]:>10.1e}"
                 )
                 for method, seconds in (("closed", t_closed), ("probe", t_probe), ("jacrev", t_jacrev)):
-                    best[method] = min(best.get(method, (np.inf, 0)), (seconds, threads))
+                    keep_fastest(best, method, seconds, threads)
             fastest.append((d, P, name, best))
     if len(thread_counts) > 1:
         print("\neach method at its fastest thread setting (seconds, threads):")

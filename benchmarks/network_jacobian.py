@@ -38,7 +38,7 @@ import os
 
 import numpy as np
 import torch
-from _bench import best_time, thread_counts_from_env
+from _bench import best_time, keep_fastest, thread_counts_from_env
 from scipy.stats import ortho_group
 
 from diffnb.config import set_threads
@@ -131,8 +131,7 @@ def main() -> None:
                 f"{err.max():10.4f} {differs:12.1%}"
             )
         for name, seconds in (("exact", t_exact), ("loop", t_loop)):
-            if seconds < fastest.get(name, (np.inf, 0))[0]:
-                fastest[name] = (seconds, threads)
+            keep_fastest(fastest, name, seconds, threads)
     if len(thread_counts) > 1:
         (t_exact, n_exact), (t_loop, n_loop) = fastest["exact"], fastest["loop"]
         print(

@@ -4,15 +4,13 @@ On a CPU these go through NumPy's BLAS and LAPACK (OpenBLAS) rather than the MKL
 wheel: on the AMD EPYC the book is measured on, with one thread each, NumPy's float64 products are
 1.1-2.3x faster for the shapes of the empirical score and a 784-size symmetric eigensolve 1.5x faster
 (``benchmarks/blas.py``). Batches of small eigenproblems are split across threads, since LAPACK runs each
-on one core; a single symmetric matrix (:func:`eigvalsh`) or single matrix's singular values
-(:func:`svdvals`) stay in torch, as do tensors that need a gradient or live on another device.
+on one core. Empty tensors, tensors that need a gradient and tensors on another device stay in torch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,26 +30,6 @@ def _numpy_ready(*tensors: torch.Tensor) -> bool:
     return all(
         T.device.type == "cpu" and not T.requires_grad and T.dtype == first.dtype for T in tensors
     ) and first.dtype in (torch.float64, torch.float32)
-
-
-@contextlib.contextmanager
-def torch_on_one_thread() -> Iterator[None]:
-    """Run torch on one thread for the duration of a loop that alternates small torch operations with BLAS calls.
-
-    Torch's OpenMP threads and NumPy's OpenBLAS threads each spin for a while after their work before they
-    sleep. In a loop that hands over between the two every millisecond, each library's parallel step waits
-    for a core that the other's idle threads are spinning on: on two cores the closed-form spectrum of 16
-    points at ``d = 64, P = 1000`` took 120-260 ms with both on two threads against 12 ms with torch on
-    one (and the BLAS on two).
-    """
-    previous = torch.get_num_threads()
-    if previous > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if previous > 1:
-            torch.set_num_threads(previous)
 
 
 def matmul(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -76,41 +54,40 @@ def gram_eigvalsh(A: torch.Tensor) -> torch.Tensor:
     """
     m, n = A.shape[-2], A.shape[-1]
     if _numpy_ready(A) and A.numel() > 0:
-        a = A.numpy()
-        if a.ndim == 2:
-            lam = torch.from_numpy(_numpy_gram_eigvalsh(a))
-        else:
-            lam = torch.from_numpy(_map_batch(_numpy_gram_eigvalsh, a.reshape(-1, m, n), min(m, n)))
-            lam = lam.reshape(*A.shape[:-2], min(m, n))
+        lam = _through_numpy(_numpy_gram_eigvalsh, A)
     else:
         lam = torch.linalg.eigvalsh(A.mT @ A if m >= n else A @ A.mT)
     return lam.clamp_min(0.0)
 
 
 def eigvalsh(A: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of a batch of symmetric matrices ``(..., n, n)``, ascending, from their lower triangles.
+    """Eigenvalues of symmetric matrices ``(..., n, n)``, ascending, from their lower triangles.
 
-    On the CPU a batch goes through NumPy's LAPACK, split across the threads that :func:`torch.get_num_threads`
-    allows (see :func:`_map_batch`); a tensor that requires grad or lives on another device stays in torch.
+    On the CPU through NumPy's LAPACK, a batch split across threads (:func:`_map_batch`).
     """
-    if not _numpy_ready(A) or A.ndim < 3 or A.numel() == 0:
-        return torch.linalg.eigvalsh(A)
-    n = A.shape[-1]
-    lam = _map_batch(np.linalg.eigvalsh, A.numpy().reshape(-1, n, n), n)
-    return torch.from_numpy(lam).reshape(A.shape[:-1])
+    if _numpy_ready(A) and A.numel() > 0:
+        return _through_numpy(np.linalg.eigvalsh, A)
+    return torch.linalg.eigvalsh(A)
 
 
 def svdvals(M: torch.Tensor) -> torch.Tensor:
-    """Singular values of a batch of matrices ``(..., m, n)``, descending, like :func:`torch.linalg.svdvals`.
+    """Singular values of matrices ``(..., m, n)``, descending, like :func:`torch.linalg.svdvals`.
 
-    On the CPU a batch goes through NumPy's LAPACK split across threads (:func:`_map_batch`); a tensor that
-    requires grad or lives on another device stays in torch.
+    On the CPU through NumPy's LAPACK, a batch split across threads (:func:`_map_batch`).
     """
-    if not _numpy_ready(M) or M.ndim < 3 or M.numel() == 0:
-        return torch.linalg.svdvals(M)
-    m, n = M.shape[-2:]
-    sv = _map_batch(_numpy_svdvals, M.numpy().reshape(-1, m, n), min(m, n))
-    return torch.from_numpy(sv).reshape(*M.shape[:-2], min(m, n))
+    if _numpy_ready(M) and M.numel() > 0:
+        return _through_numpy(_numpy_svdvals, M)
+    return torch.linalg.svdvals(M)
+
+
+def _through_numpy(fn: Callable[[np.ndarray], np.ndarray], A: torch.Tensor) -> torch.Tensor:
+    """``fn`` (values of each matrix, shape ``(..., k)``) of a non-empty CPU tensor ``(..., m, n)``, in NumPy."""
+    a = A.numpy()
+    if a.ndim == 2:
+        return torch.from_numpy(fn(a))
+    m, n = a.shape[-2:]
+    values = _map_batch(fn, a.reshape(-1, m, n), min(m, n))
+    return torch.from_numpy(values).reshape(*a.shape[:-2], values.shape[-1])
 
 
 def _numpy_svdvals(a: np.ndarray) -> np.ndarray:
@@ -136,7 +113,7 @@ def _map_batch(fn: Callable[[np.ndarray], np.ndarray], stack: np.ndarray, n: int
     slices of the batch run on as many Python threads as :func:`torch.get_num_threads` allows (the
     package's thread setting, :func:`diffnb.config.set_threads`), each with a one-thread BLAS so that the
     threads do not oversubscribe the cores: 800 eigensolves of size 100 take 0.16 s on two threads
-    against 0.29 s on one. Inside :func:`torch_on_one_thread` a batch is therefore not split.
+    against 0.29 s on one. Inside :func:`diffnb.config.torch_threads` ``(1)`` a batch is therefore not split.
     """
     workers = min(torch.get_num_threads(), stack.shape[0])
     if workers < 2 or stack.shape[0] * n**3 < _PARALLEL_WORK:

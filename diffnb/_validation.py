@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -129,3 +130,22 @@ def check_positive_int(value: Any, name: str) -> None:
     """Raise unless ``value`` is a positive integer (Python or NumPy; a ``bool`` is not one)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+_FLAG_WORDS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
+
+
+def env_flag(name: str) -> bool | None:
+    """The on/off environment variable ``name``: ``None`` when unset or empty, else its truth value.
+
+    Raises
+    ------
+    ValueError
+        If the value is not one of 1/true/on/yes or 0/false/off/no (any case), naming the variable.
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value not in _FLAG_WORDS:
+        raise ValueError(f"{name} must be one of {', '.join(_FLAG_WORDS)}, got {value!r}")
+    return _FLAG_WORDS[value]

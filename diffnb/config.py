@@ -11,8 +11,10 @@ A notebook asks for its sizes with :func:`pick`, e.g. ``n_train = pick(quick=500
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -128,6 +130,25 @@ def set_threads(n: int | None = None) -> int:
     torch.set_num_threads(int(n))
     threadpool_limits(int(n), user_api="blas")  # process-wide until changed again
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run torch on ``n`` CPU threads for the duration of a ``with`` block (``None``: unchanged), then restore.
+
+    Only torch is limited, not the BLAS under NumPy. Two uses: tiny networks train fastest on one thread,
+    and a loop that alternates small torch operations with NumPy's BLAS runs torch on one so that the two
+    libraries' idle threads, which spin for a while before they sleep, do not wait on each other's cores
+    (on two cores the closed-form spectrum of 16 points at ``d = 64, P = 1000`` took 120-260 ms with torch
+    on two threads against 12 ms on one).
+    """
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 #: printed under :func:`describe` when ``paper`` scale runs without a GPU

@@ -18,12 +18,12 @@ returned as NumPy) or tensors (kept on their device and dtype).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from diffnb._linalg import eigvalsh, gram_eigvalsh, matmul, torch_on_one_thread
+from diffnb._linalg import eigvalsh, gram_eigvalsh, matmul
 from diffnb._validation import (
     ArrayLike,
     as_tensor,
@@ -33,6 +33,7 @@ from diffnb._validation import (
     check_times,
     to_output,
 )
+from diffnb.config import torch_threads
 
 _CHUNK_ELEMENTS = 2**24  # bound the (points x data) distance matrix held at once
 _MAX_PRODUCTS = 2**24  # largest (P x d(d+1)/2) table of products y_a y_b kept in memory (128 MB in float64)
@@ -212,24 +213,30 @@ def empirical_score(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike) 
     return to_output(s[0] if single else s, as_numpy)
 
 
-def _active_centered_rows(W: torch.Tensor, Y: torch.Tensor, weight_tol: float) -> Iterator[torch.Tensor]:
-    """For each row ``w`` of the weights ``W``, the rows sqrt(w_mu) (y_mu - ybar) of the points whose weight
-    exceeds ``weight_tol``.
+def _map_active_rows(
+    W: torch.Tensor, Y: torch.Tensor, weight_tol: float, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> list[torch.Tensor]:
+    """``fn(A)`` for each row ``w`` of the weights ``W``, where ``A`` holds the rows sqrt(w_mu) (y_mu - ybar)
+    of the points whose weight exceeds ``weight_tol``.
 
-    All are written into one buffer shaped like ``Y``, so each yielded tensor is overwritten by the next:
-    reusing one block of memory costs 18 ms a point against 65 ms for a fresh one at P = 10 000, d = 784,
-    where the page faults of a new block cost more than the arithmetic.
+    Every ``A`` is written into one buffer shaped like ``Y`` (``fn`` must not keep it): reusing one block of
+    memory costs 18 ms a point against 65 ms for a fresh one at P = 10 000, d = 784, where the page faults
+    of a new block cost more than the arithmetic. The loop hands over between torch and NumPy's BLAS at
+    every point, so torch runs on one thread (:func:`diffnb.config.torch_threads`).
     """
     buffer = torch.empty_like(Y)
-    for w in W:
-        wk, Yk = w, Y
-        if weight_tol > 0:
-            keep = w > weight_tol
-            if not bool(keep.all()):  # a broad posterior keeps every point: no copy of the data then
-                wk, Yk = w[keep], Y[keep]
-        wk = wk / wk.sum()
-        ybar = matmul(wk[None], Yk)[0]
-        yield torch.sub(Yk, ybar, out=buffer[: Yk.shape[0]]).mul_(wk.sqrt()[:, None])
+    out = []
+    with torch_threads(1):
+        for w in W:
+            wk, Yk = w, Y
+            if weight_tol > 0:
+                keep = w > weight_tol
+                if not bool(keep.all()):  # a broad posterior keeps every point: no copy of the data then
+                    wk, Yk = w[keep], Y[keep]
+            wk = wk / wk.sum()
+            ybar = matmul(wk[None], Yk)[0]
+            out.append(fn(torch.sub(Yk, ybar, out=buffer[: Yk.shape[0]]).mul_(wk.sqrt()[:, None])))
+    return out
 
 
 def posterior_covariance(
@@ -258,11 +265,7 @@ def _posterior_covariances(
 ) -> torch.Tensor:
     """:math:`\\mathrm{Cov}_w` at every point, ``(n, d, d)``, from checked inputs."""
     W = _weights(_log_weights(X, Y, y_sq, times))
-    cov = torch.empty(X.shape[0], Y.shape[1], Y.shape[1], dtype=X.dtype, device=X.device)
-    with torch_on_one_thread():
-        for i, A in enumerate(_active_centered_rows(W, Y, weight_tol)):
-            cov[i] = matmul(A.T, A)
-    return cov
+    return torch.stack(_map_active_rows(W, Y, weight_tol, lambda A: matmul(A.T, A)))
 
 
 def empirical_score_jacobian(
@@ -321,10 +324,8 @@ def _weighted_covariance_eigvals(
         M2[:, cols, rows] = flat
         return eigvalsh(M2 - m[:, :, None] * m[:, None, :]).clamp_min(0.0)
     out = torch.zeros(n, d, dtype=W.dtype, device=W.device)
-    with torch_on_one_thread():
-        for i, A in enumerate(_active_centered_rows(W, Y, weight_tol)):
-            lam = gram_eigvalsh(A)  # min(k, d) values; the other d - k are 0
-            out[i, d - lam.shape[0] :] = lam
+    for i, lam in enumerate(_map_active_rows(W, Y, weight_tol, gram_eigvalsh)):
+        out[i, d - lam.shape[0] :] = lam  # min(k, d) values; the other d - k are 0
     return out
 
 

@@ -60,8 +60,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from diffnb import cache
 from diffnb._progress import tqdm
-from diffnb._validation import check_choice, check_positive_int, dataclass_from_dict
-from diffnb.config import get_device, get_scale
+from diffnb._validation import check_choice, check_positive_int, dataclass_from_dict, env_flag
+from diffnb.config import get_device, get_scale, torch_threads
 from diffnb.nets import NetConfig, ScoreMLP, UNet, UNetConfig, build_model, config_from_dict, stacked_forward
 from diffnb.schedules import VPSchedule
 
@@ -384,22 +384,12 @@ def _clip_per_member(tensors: list[torch.Tensor], max_norm: float, stacked: bool
         g.mul_(factor.reshape(-1, *([1] * (g.ndim - 1))) if stacked else factor)
 
 
-@contextlib.contextmanager
-def _threads(threads: int | str | None, device: torch.device):
-    previous = torch.get_num_threads()
+def _threads(threads: int | str | None, device: torch.device) -> contextlib.AbstractContextManager:
     if threads == "auto":
         threads = 1 if device.type == "cpu" else None
-    if threads is not None:
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, 'auto' or None, got {threads!r}")
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-_PROGRESS_WORDS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, 'auto' or None, got {threads!r}")
+    return torch_threads(threads)
 
 
 def _progress_enabled(progress: bool | None) -> bool:
@@ -407,12 +397,8 @@ def _progress_enabled(progress: bool | None) -> bool:
     ``quick`` scale, whose outputs go into CI logs and the published book."""
     if progress is not None:
         return bool(progress)
-    env = os.environ.get("DIFFNB_PROGRESS", "").strip().lower()
-    if not env:
-        return get_scale() != "quick"
-    if env not in _PROGRESS_WORDS:
-        raise ValueError(f"DIFFNB_PROGRESS must be one of {', '.join(_PROGRESS_WORDS)}, got {env!r}")
-    return _PROGRESS_WORDS[env]
+    flag = env_flag("DIFFNB_PROGRESS")
+    return get_scale() != "quick" if flag is None else flag
 
 
 def member_key(net_config: NetConfig | UNetConfig, train_config: TrainConfig, data: torch.Tensor) -> dict:

@@ -83,3 +83,16 @@ def test_describe_warns_about_paper_scale_on_cpu(monkeypatch):
     monkeypatch.setattr(config, "get_device", lambda prefer=None: torch.device("cuda"))
     monkeypatch.setenv("DIFFNB_SCALE", "paper")
     assert config.PAPER_ON_CPU_NOTE not in config.describe()
+
+
+@pytest.mark.parametrize("n, inside", [(1, 1), (None, 2)])
+def test_torch_threads_sets_and_restores_even_after_an_error(n, inside):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"), config.torch_threads(n):
+            assert torch.get_num_threads() == inside
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -109,18 +109,6 @@ def test_svdvals_match_torch_serial_and_split(shape, two_threads):
     torch.testing.assert_close(_linalg.svdvals(M), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_torch_on_one_thread_restores_the_setting_even_after_an_error():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with pytest.raises(RuntimeError, match="inside"), _linalg.torch_on_one_thread():
-            assert torch.get_num_threads() == 1
-            raise RuntimeError("inside")
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("shape", [(3, 0, 4), (3, 4, 0), (0, 4, 4), (2, 0, 3, 3)])
 def test_empty_matrices_and_batches_give_empty_results_like_torch(shape):
     A = torch.zeros(shape, dtype=torch.float64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffnb._validation import as_float_array, check_finite_array
+from diffnb._validation import as_float_array, check_finite_array, env_flag
 from diffnb.metrics import ks_distances
 from diffnb.spectra import estimate_dimension
 
@@ -38,3 +38,19 @@ def test_metrics_and_spectra_report_bad_values_alike(call):
         call("abc")
     with pytest.raises(ValueError, match="holds NaN or infinite values"):
         call(np.array([[0.1, np.nan], [0.2, 1.0]]))
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("", None), (" ", None), ("1", True), ("Yes", True), ("off", False), ("0", False)]
+)
+def test_env_flag_reads_on_off_words(monkeypatch, value, expected):
+    monkeypatch.setenv("DIFFNB_SOME_FLAG", value)
+    assert env_flag("DIFFNB_SOME_FLAG") is expected
+
+
+def test_env_flag_is_none_when_unset_and_names_the_variable_on_a_bad_word(monkeypatch):
+    monkeypatch.delenv("DIFFNB_SOME_FLAG", raising=False)
+    assert env_flag("DIFFNB_SOME_FLAG") is None
+    monkeypatch.setenv("DIFFNB_SOME_FLAG", "maybe")
+    with pytest.raises(ValueError, match="DIFFNB_SOME_FLAG must be one of"):
+        env_flag("DIFFNB_SOME_FLAG")

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffnb._validation import check_choice
+from diffnb._validation import check_choice, env_flag
 
 __all__ = [
     "DATASETS",
@@ -209,7 +209,7 @@ def _sha256(path: Path) -> str:
 
 
 def _offline() -> bool:
-    return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag(OFFLINE_VARIABLE) is True
 
 
 def _candidate_folders(folder: Path) -> list[Path]:
