@@ -1,11 +1,20 @@
 """Matrix products and symmetric eigensolves: torch's CPU BLAS/LAPACK against NumPy's, on the same threads.
 
-``diffnb._linalg`` sends the dense float64 work of the closed-form spectra (the distance products of the
-posterior weights, weighted means, covariance and Gram eigenvalues) through NumPy on the CPU. This prints
-why, for the shapes the book uses: the time of ``torch`` (the MKL inside the CPU wheel) and of NumPy
-(OpenBLAS) for each product and eigensolve, best of 10, and their ratio. Which library is faster depends on
-the CPU (MKL is tuned for Intel processors). On the AMD EPYC the book is measured on, NumPy's products are
-1.1-2.3x faster, its eigensolves 1.4-1.5x faster from size 300 up and 15% slower (by microseconds) below.
+``diffnb._linalg`` sends the Gram matrices and eigensolves of the closed-form spectra through NumPy on the
+CPU. This prints why, for the shapes the book uses: the time of ``torch`` (the MKL inside the CPU wheel) and
+of NumPy (OpenBLAS) for each product and eigensolve, best of 10, and their ratio. Which library is faster
+depends on the CPU (MKL is tuned for Intel processors). On the AMD EPYC the book is measured on, NumPy's
+products are up to 2.2x faster (the same speed with 16 rows), its eigensolves 1.3-1.4x faster from size 300
+up and the same below.
+
+The last rows show why the posterior weights stay in torch all the same: their product is followed by
+element-wise work over every (point, training point) pair in torch, and a product in NumPy's BLAS handed
+to torch's element-wise work leaves each library's idle threads spinning against the other's on more than
+one thread. Both columns there run the same in-place softmax (``diffnb.scores._softmax_rows_``) after the
+product; only the library of the product differs. Measured: on one thread torch is 13% faster for 16 points
+and NumPy 30-50% faster for 4096 points at d = 30 (its product is twice as fast there); on two threads torch
+is 2-5x faster for 16 points and NumPy still 16% faster for 4096 points at d = 30. One library for the whole
+step avoids the large losses, at the price of the smaller one.
 
 Run:  python benchmarks/blas.py        (BENCH_THREADS=2: both libraries on both cores)
 """
@@ -18,6 +27,8 @@ import numpy as np
 import torch
 from _bench import best_time, threads_from_env
 
+from diffnb import scores
+
 PRODUCTS = [  # (what, rows, inner, columns)
     ("distances, d = 784", 16, 784, 10_000),
     ("distances, d = 30", 4096, 30, 10_000),
@@ -27,6 +38,7 @@ PRODUCTS = [  # (what, rows, inner, columns)
     ("covariance, d = 784", 784, 10_000, 784),
 ]
 EIGENSOLVES = [30, 100, 300, 784]
+WEIGHTS = [(16, 784, 1_000), (16, 784, 10_000), (4096, 30, 10_000)]  # (points, d, P)
 
 
 def best_ms(fn, *args, **kwargs) -> float:
@@ -41,6 +53,12 @@ def cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.machine()
+
+
+def weights_after_numpy_product(x: np.ndarray, y: np.ndarray, y_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``diffnb.scores._posterior_weights`` with its product taken in NumPy instead of torch."""
+    logits = torch.from_numpy(np.matmul(x, y.T)).sub_(0.5 * y_sq).div_(t[:, None])
+    return scores._softmax_rows_(logits)
 
 
 def main() -> None:
@@ -62,6 +80,15 @@ def main() -> None:
         t_torch = best_ms(torch.linalg.eigvalsh, G, UPLO="U")
         t_numpy = best_ms(np.linalg.eigvalsh, g, UPLO="U")
         print(f"{'eigvalsh':>26} {f'{n}x{n}':>22} | {t_torch:9.2f} {t_numpy:9.2f} | {t_torch / t_numpy:10.2f}x")
+    for n, d, P in WEIGHTS:
+        x, y = rng.standard_normal((n, d)), rng.standard_normal((P, d)) / np.sqrt(d)
+        X, Y = torch.from_numpy(x), torch.from_numpy(y)
+        y_sq, t = (Y * Y).sum(1), torch.full((n,), 0.1, dtype=torch.float64)
+
+        t_torch = best_ms(scores._posterior_weights, X, Y, y_sq, t)
+        t_numpy = best_ms(weights_after_numpy_product, x, y, y_sq, t)
+        what = f"weights, d = {d}"
+        print(f"{what:>26} {f'{n} points, P = {P}':>22} | {t_torch:9.2f} {t_numpy:9.2f} | {t_torch / t_numpy:10.2f}x")
 
 
 if __name__ == "__main__":

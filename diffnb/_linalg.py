@@ -5,6 +5,11 @@ wheel: on the AMD EPYC the book is measured on, with one thread each, NumPy's fl
 1.1-2.3x faster for the shapes of the empirical score and a 784-size symmetric eigensolve 1.5x faster
 (``benchmarks/blas.py``). Batches of small eigenproblems are split across threads, since LAPACK runs each
 on one core. Empty tensors, tensors that need a gradient and tensors on another device stay in torch.
+
+A product whose result goes on to torch's element-wise work stays in torch all the same (the posterior
+weights and means of :mod:`diffnb.scores`): handing results from one library's thread pool to the other's
+makes each wait for the other's idle, spinning threads, which on two cores costs more than the faster
+product saves.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from diffnb._validation import as_tensor
 from diffnb.jacobian import score_jacobian
 from diffnb.scores import (
     PreparedData,
+    _posterior_weights,
     _product_table,
     _weighted_covariance_eigvals,
     make_empirical_score,
@@ -182,7 +183,7 @@ def _level(
     for start in range(0, n, step):
         xs = X[start : start + step]
         k = xs.shape[0]
-        W = torch.softmax((xs @ Y.T - 0.5 * y_sq) / t, dim=-1)
+        W = _posterior_weights(xs, Y, y_sq, torch.full((k,), t, dtype=X.dtype))
         out["pr"][start : start + k] = 1.0 / (W * W).sum(-1)
         if Yb is not None:
             mb = W @ Yb
@@ -460,7 +461,7 @@ def mean_posterior_covariance(x: Any, data: Any, t: float) -> np.ndarray:
     tt = _times(t)
     if tt.size != 1:
         raise ValueError("t must be a single noise variance")
-    W = torch.softmax((X @ Y.T - 0.5 * y_sq) / float(tt[0]), dim=-1)
+    W = _posterior_weights(X, Y, y_sq, torch.full((X.shape[0],), float(tt[0]), dtype=X.dtype))
     means = W @ Y
     second = Y.T @ (W.mean(0)[:, None] * Y)
     cov = second - means.T @ means / X.shape[0]

@@ -209,11 +209,23 @@ def test_prepare_data_checks_once_and_clearly():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_weights_below_the_normal_range_are_zero_and_the_rest_exact(dtype):
+    # one point at the origin, data along a line: log-weights -y^2 / (2t) span thousands below the largest
+    P = 4
     tiny = torch.finfo(dtype).tiny
-    log_w = torch.tensor([0.0, -10.0, np.log(tiny) + 1.5, np.log(tiny) + 0.5, -5000.0, -np.inf], dtype=dtype)
-    w = scores._weights(log_w)
-    torch.testing.assert_close(w[:3], log_w[:3].exp(), rtol=1e-6 if dtype == torch.float32 else 1e-15, atol=0)
-    assert w[2] > 0 and bool((w[3:] == 0).all()) and bool(torch.isfinite(w).all())
+    cut = np.log(tiny) + 1.0 + np.log(P)  # log of the smallest weight kept, before normalisation
+    offsets = np.array([0.0, -10.0, cut + 1.0, cut - 0.5])  # wanted log-weights relative to the largest
+    t = 1e-3
+    Y = torch.tensor(np.sqrt(-2 * t * offsets)[:, None], dtype=dtype)
+    X = torch.zeros(1, 1, dtype=dtype)
+    w = scores._posterior_weights(X, Y, (Y * Y).sum(1), torch.full((1,), t, dtype=dtype))[0]
+    log_w = torch.tensor(offsets, dtype=torch.float64)
+    expected = (log_w - torch.logsumexp(log_w[:3], 0)).exp()
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(w[:2].double(), expected[:2], rtol=rtol, atol=0)
+    assert 0 < w[2] and w[3] == 0 and bool(torch.isfinite(w).all())
+    assert torch.finfo(dtype).tiny <= float(w[2]) < 1e3 * float(expected[2])  # kept, and never subnormal
+    wide = scores._posterior_weights(X, Y * 100, (Y * Y).sum(1) * 1e4, torch.full((1,), t, dtype=dtype))[0]
+    assert float(wide[0]) == 1.0 and bool((wide[1:] == 0).all())  # far below the floor: exactly zero
 
 
 def test_covariances_of_many_points_share_one_buffer_correctly(setup):
