@@ -1,15 +1,15 @@
 """Dense kernels behind the spectra: products and symmetric and Gram-matrix eigenvalues, on the faster BLAS.
 
 On a CPU these go through NumPy's BLAS and LAPACK (OpenBLAS) rather than the MKL inside torch's CPU
-wheel: on the AMD EPYC the book is measured on, with one thread each, NumPy's float64 products are
-1.1-2.3x faster for the shapes of the empirical score and a 784-size symmetric eigensolve 1.5x faster
+wheel: on the AMD EPYC the book is measured on, with one thread each, NumPy's float64 products are up to
+2.2x faster (the same speed with 16 rows) and a 784-size symmetric eigensolve 1.3-1.5x faster
 (``benchmarks/blas.py``). Batches of small eigenproblems are split across threads, since LAPACK runs each
 on one core. Empty tensors, tensors that need a gradient and tensors on another device stay in torch.
 
 A product whose result goes on to torch's element-wise work stays in torch all the same (the posterior
-weights and means of :mod:`diffnb.scores`): handing results from one library's thread pool to the other's
-makes each wait for the other's idle, spinning threads, which on two cores costs more than the faster
-product saves.
+weights, the posterior means and the second moments of the product-table route in :mod:`diffnb.scores`):
+handing results from one library's thread pool to the other's makes each wait for the other's idle,
+spinning threads, which on two cores costs more than the faster product saves.
 """
 
 from __future__ import annotations

@@ -124,10 +124,11 @@ def _finite_squared_norms(Y: torch.Tensor) -> torch.Tensor:
 
 def _posterior_weights(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     """Posterior weights, shape (n, P): a stable softmax of -|x - y|^2 / (2t) over the rows of ``Y``, whose
-    squared norms are ``y_sq``. Weights below ``2 P e`` times the smallest normal number of the dtype are
-    0 (2e-303 in float64 for P = 20 000); the others are at least ``e`` times it, never subnormal.
+    squared norms are ``y_sq``. In float32 and float64, unless autograd records, weights below ``2 P e``
+    times the smallest normal number of the dtype are 0 (2.4e-303 in float64 for P = 20 000) and the others
+    at least ``2 e`` times it, never subnormal; otherwise this is :func:`torch.softmax`.
 
-    Unless autograd records, the logits are computed into the result and every later step works in place:
+    On that path the logits are computed into the result and every later step works in place:
     a fresh (n, P) temporary costs more in page faults than the arithmetic on it (a subtraction over
     1677 x 10 000 values takes 120 ms into a new tensor, 35 ms in place). Logits that would give the
     negligible weights are clamped before ``exp`` and their weights set to 0: where ``exp`` underflows it
@@ -137,7 +138,8 @@ def _posterior_weights(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, tim
     idle threads spinning against the other's (3.3 ms against 1.3 ms for 16 points at d = 784, P = 1 000).
     """
     neg_half_sq = -0.5 * y_sq  # |x|^2 is the same for every mu and cancels in the softmax
-    if torch.is_grad_enabled() and any(T.requires_grad for T in (X, Y, y_sq, times)):
+    tracked = torch.is_grad_enabled() and any(T.requires_grad for T in (X, Y, y_sq, times))
+    if tracked or X.dtype not in (torch.float32, torch.float64):  # half precision: too narrow for the cut
         return torch.softmax(torch.addmm(neg_half_sq, X, Y.T) / times[:, None], dim=-1)
     return _softmax_rows_(torch.addmm(neg_half_sq, X, Y.T).div_(times[:, None]))
 
@@ -151,7 +153,7 @@ def _softmax_rows_(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-    """The empirical score with no checks or chunking, so that torch.func transforms can trace it."""
+    """The empirical score with no checks, so that torch.func transforms can trace it."""
     w = torch.softmax((X @ Y.T - 0.5 * y_sq) / times[..., None], dim=-1)
     return (w @ Y - X) / times[..., None]
 
@@ -187,7 +189,9 @@ def posterior_weights(x: ArrayLike, data: ArrayLike | PreparedData, t: ArrayLike
 
     Returns
     -------
-    Weights of shape ``(P,)`` or ``(n, P)``; each row sums to one.
+    Weights of shape ``(P,)`` or ``(n, P)``; each row sums to one. In float32 and float64, unless autograd
+    records, weights below ``2 P e`` times the smallest normal number of the dtype (2.4e-303 in float64 for
+    P = 20 000) are exactly 0, and no weight is subnormal.
     """
     X, Y, y_sq, times, single, as_numpy = _prepare(x, data, t)
     w = _posterior_weights(X, Y, y_sq, times)

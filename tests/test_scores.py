@@ -228,6 +228,15 @@ def test_weights_below_the_normal_range_are_zero_and_the_rest_exact(dtype):
     assert float(wide[0]) == 1.0 and bool((wide[1:] == 0).all())  # far below the floor: exactly zero
 
 
+def test_half_precision_weights_are_a_plain_softmax():
+    # float16's smallest normal number (6e-5) leaves no room for the cut of float32 and float64
+    Y = torch.zeros(7000, 1, dtype=torch.float16)
+    Y[1] = 1.0
+    w = scores.posterior_weights(torch.zeros(1, 1, dtype=torch.float16), Y, 0.35)[0]
+    expected = torch.softmax(-0.5 * (Y[:, 0].float() ** 2) / 0.35, dim=0)
+    torch.testing.assert_close(w.float(), expected, rtol=2e-2, atol=1e-6)
+
+
 def test_covariances_of_many_points_share_one_buffer_correctly(setup):
     _, data, x = setup
     for t, tol in ((0.2, 0.0), (2e-3, 1e-16)):  # every point kept; a few kept, a different number per point
