@@ -57,8 +57,7 @@ def cpu_name() -> str:
 
 def weights_after_numpy_product(x: np.ndarray, y: np.ndarray, y_sq: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``diffnb.scores._posterior_weights`` with its product taken in NumPy instead of torch."""
-    logits = torch.from_numpy(np.matmul(x, y.T)).sub_(0.5 * y_sq).div_(t[:, None])
-    return scores._softmax_rows_(logits)
+    return scores._softmax_rows_(torch.from_numpy(np.matmul(x, y.T)).sub_(0.5 * y_sq), t[:, None])
 
 
 def main() -> None:

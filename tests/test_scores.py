@@ -228,6 +228,17 @@ def test_weights_below_the_normal_range_are_zero_and_the_rest_exact(dtype):
     assert float(wide[0]) == 1.0 and bool((wide[1:] == 0).all())  # far below the floor: exactly zero
 
 
+@pytest.mark.parametrize("track", [False, True])
+def test_weights_stay_finite_where_the_logits_overflow(track):
+    # (x.y - |y|^2/2) / t exceeds the float64 range here: the nearest training point takes all the weight
+    data = 100 * np.random.default_rng(0).standard_normal((50, 5))
+    X = torch.tensor(data[:3] + 1e-3, requires_grad=track)
+    for t in (1e-305, 1e-307):
+        w = scores.posterior_weights(X, torch.from_numpy(data), t).detach()
+        torch.testing.assert_close(w, torch.eye(50, dtype=torch.float64)[:3])
+        assert np.isfinite(scores.empirical_jacobian_eigvals(data[:3] + 1e-3, data, t)).all()
+
+
 def test_half_precision_weights_are_a_plain_softmax():
     # float16's smallest normal number (6e-5) leaves no room for the cut of float32 and float64
     Y = torch.zeros(7000, 1, dtype=torch.float16)
