@@ -158,8 +158,11 @@ def _softmax_rows_(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Ten
 
 
 def _score_from_data(X: torch.Tensor, Y: torch.Tensor, y_sq: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-    """The empirical score with no checks, so that torch.func transforms can trace it."""
-    w = torch.softmax((X @ Y.T - 0.5 * y_sq) / times[..., None], dim=-1)
+    """The empirical score with no checks, so that torch.func transforms can trace it. As in
+    :func:`_posterior_weights`, each row's largest logit is subtracted before the division by ``t``."""
+    logits = X @ Y.T - 0.5 * y_sq
+    shifted = logits - logits.amax(dim=-1, keepdim=True).detach()  # the softmax does not see the shift
+    w = torch.softmax(shifted / times[..., None], dim=-1)
     return (w @ Y - X) / times[..., None]
 
 

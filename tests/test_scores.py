@@ -237,6 +237,9 @@ def test_weights_stay_finite_where_the_logits_overflow(track):
         w = scores.posterior_weights(X, torch.from_numpy(data), t).detach()
         torch.testing.assert_close(w, torch.eye(50, dtype=torch.float64)[:3])
         assert np.isfinite(scores.empirical_jacobian_eigvals(data[:3] + 1e-3, data, t)).all()
+        score_fn = scores.make_empirical_score(data)
+        score = score_fn(torch.from_numpy(data[:3]), torch.tensor(t, dtype=torch.float64))
+        torch.testing.assert_close(score, torch.zeros(3, 5, dtype=torch.float64))  # at a training point
 
 
 def test_half_precision_weights_are_a_plain_softmax():
