@@ -55,7 +55,7 @@ def jacrev_eigvals(fn, X: torch.Tensor, t: float, chunk_size: int = 256) -> np.n
 def main() -> None:
     # Each method is timed on one thread and on every core (BENCH_THREADS=k: k alone), the settings one after
     # the other at each size so that they see the same machine load. The thread limit covers the BLAS under
-    # NumPy too: the closed form's products run there.
+    # NumPy too: the closed form's Gram matrices and eigensolves run there.
     thread_counts = thread_counts_from_env()
     print(
         f"torch {torch.__version__}, float64, threads {thread_counts} (torch and BLAS), "

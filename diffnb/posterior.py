@@ -37,6 +37,7 @@ from diffnb._validation import as_tensor
 from diffnb.jacobian import score_jacobian
 from diffnb.scores import (
     PreparedData,
+    _participation,
     _posterior_weights,
     _product_table,
     _weighted_covariance_eigvals,
@@ -184,7 +185,7 @@ def _level(
         xs = X[start : start + step]
         k = xs.shape[0]
         W = _posterior_weights(xs, Y, y_sq, torch.full((k,), t, dtype=X.dtype))
-        out["pr"][start : start + k] = 1.0 / (W * W).sum(-1)
+        out["pr"][start : start + k] = _participation(W)
         if Yb is not None:
             mb = W @ Yb
             out["var"][start : start + k] = (W @ (Yb * Yb) - mb * mb).clamp_min(0.0)
