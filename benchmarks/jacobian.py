@@ -14,6 +14,12 @@ a dense float64 ``eigvalsh`` of the closed-form matrix. The data are checked onc
 kept (``scores.prepare_data``) for all three methods alike. Every method is timed on one thread and on every
 core; a last table takes each at its fastest setting. The closed form is the best of 5 calls (milliseconds to
 seconds each, where one page fault or cache miss more shows), the baselines one call each (up to 40 s).
+A last table counts the dense floating-point work of each method (matrix products and eigensolves, per
+point): the closed form's distances ``2Pd``, then a symmetric rank-k update ``k d^2`` over the ``k`` points
+it keeps (``k^2 d`` for the Gram matrix when ``k < d``); ``jacrev``'s forward ``4Pd`` and ``d`` pull-backs of
+``4Pd`` each; the probe's ``2d`` scores of ``4Pd`` each; a tridiagonalisation ``(4/3) n^3`` for every
+eigensolve. The ratios of these counts bound the speed-ups a method can reach when all run at the same
+BLAS speed; the closed form's rate in GFlop/s shows how close to that speed it runs.
 Run: ``python benchmarks/jacobian.py`` (``BENCH_THREADS=k``: only ``k`` threads).
 """
 
@@ -33,6 +39,8 @@ from diffnb.jacobian import score_jacobian
 N_POINTS = 16
 SETTINGS = [(64, 1_000), (64, 10_000), (784, 1_000), (784, 10_000)]
 NOISE = {"broad": 1.0, "concentrated": 1e-4}
+#: the closed form's default: training points of smaller weight are left out
+WEIGHT_TOL = 1e-16
 
 
 def symmetric_eigvals(J: torch.Tensor) -> np.ndarray:
@@ -52,6 +60,21 @@ def jacrev_eigvals(fn, X: torch.Tensor, t: float, chunk_size: int = 256) -> np.n
     return symmetric_eigvals(torch.stack([jac(x) for x in X]))
 
 
+def dense_flops(d: int, P: int, kept: np.ndarray) -> dict[str, float]:
+    """Floating-point operations of each method's dense kernels summed over the points (see the module notes).
+
+    ``kept`` holds the number of training points the closed form keeps at each point.
+    """
+    kept = kept.astype(float)
+    eig_d = 4.0 / 3.0 * d**3
+    closed = 2.0 * P * d + np.where(kept >= d, kept * d**2 + eig_d, kept**2 * d + 4.0 / 3.0 * kept**3)
+    return {
+        "closed": float(closed.sum()),
+        "jacrev": kept.size * (4.0 * P * d + d * 4.0 * P * d + eig_d),
+        "probe": kept.size * (2 * d * 4.0 * P * d + eig_d),
+    }
+
+
 def main() -> None:
     # Each method is timed on one thread and on every core (BENCH_THREADS=k: k alone), the settings one after
     # the other at each size so that they see the same machine load. The thread limit covers the BLAS under
@@ -69,6 +92,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     fastest = []
+    flops: dict[tuple[int, int, str], dict[str, float]] = {}
     rng = np.random.default_rng(0)
     # the first call of each method pays one-time set-up (2.4 s for jacrev's): made here, outside the timings
     warm = np.random.default_rng(1).standard_normal((10, 8))  # its own stream: the data stay as before
@@ -83,6 +107,8 @@ def main() -> None:
             x = data[:N_POINTS] + np.sqrt(t) * rng.standard_normal((N_POINTS, d))
             X = torch.from_numpy(x)
             active = float(np.median(scores.participation_ratio(x, data, t)))
+            kept = (scores.posterior_weights(x, data, t) > WEIGHT_TOL).sum(axis=1)
+            flops[(d, P, name)] = dense_flops(d, P, kept)
             reference = np.linalg.eigvalsh(scores.empirical_score_jacobian(x, data, t, weight_tol=0))
             scale = np.abs(reference).max(axis=1, keepdims=True)
             best = {}
@@ -109,6 +135,16 @@ def main() -> None:
                 f"{d:>4} {P:>6} {name:>12} | closed {closed:.3f} ({n_closed}), probe {probe:.3f} ({n_probe}), "
                 f"jacrev {jac:.3f} ({n_jac}) | probe/closed {probe / closed:.1f}x, jacrev/closed {jac / closed:.1f}x"
             )
+
+    print("\ndense work (GFlop, all points), its ratios, and the closed form's rate at its fastest setting:")
+    for d, P, name, best in fastest:
+        f = flops[(d, P, name)]
+        rate = f["closed"] / best["closed"][0] / 1e9
+        print(
+            f"{d:>4} {P:>6} {name:>12} | closed {f['closed'] / 1e9:8.3f}, probe {f['probe'] / 1e9:8.2f}, "
+            f"jacrev {f['jacrev'] / 1e9:8.2f} | probe/closed {f['probe'] / f['closed']:7.1f}x, "
+            f"jacrev/closed {f['jacrev'] / f['closed']:7.1f}x | closed {rate:5.1f} GFlop/s"
+        )
 
 
 if __name__ == "__main__":

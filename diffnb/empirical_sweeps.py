@@ -26,6 +26,9 @@ Job configurations (``part`` selects the function; noise grids are ``[log10 t_mi
   :func:`sphere_reference`;
 * ``{"part": "probe", "n_train", "seed", "grid"}``: :func:`origin_probe`;
 * ``{"part": "embedded", "n_train", "seed", "n_points", "n_spectra", "grid"}``: :func:`embedded_sweep`.
+
+:func:`sphere_population_reference` is not a job: it computes the generalising value of set (a)'s order
+parameter from the data population itself (a few seconds), and the chapters call it directly.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from diffnb.data import AxisAlignedManifold, LinearManifold
-from diffnb.posterior import official_probe_spectrum, sweep
+from diffnb.posterior import _order_from_var, official_probe_spectrum, sphere_posterior_variance, sweep
 from diffnb.scores import prepare_data
 from diffnb.spectra import dimension_over_time
 
@@ -51,7 +54,9 @@ __all__ = [
     "job_rng",
     "log_grid",
     "origin_probe",
+    "reference_points",
     "run",
+    "sphere_population_reference",
     "sphere_reference",
     "sphere_sweep",
     "sphere_variances",
@@ -152,6 +157,15 @@ def sphere_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def _reference_draws(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training set, the fresh base points and the noise of a ``reference`` job, in the job's order."""
+    rng = job_rng(job)
+    data = SPHERE.sample(int(job["n_train"]), seed=rng)
+    n = int(job["n_points"])
+    base, noise = SPHERE.sample(n, seed=rng), rng.standard_normal((n, SPHERE.d))
+    return data, base, noise
+
+
 def sphere_reference(job: dict[str, Any]) -> dict[str, np.ndarray]:
     """Set (a) with very many training points, at fresh samples: the generalising reference of the order
     parameter, over the levels of ``order_grid`` inside ``t_range``.
@@ -162,13 +176,10 @@ def sphere_reference(job: dict[str, Any]) -> dict[str, np.ndarray]:
         ``times`` (levels,), ``order`` (levels, 2) and ``participation`` (levels,), medians over the
         ``n_points`` test points.
     """
-    rng = job_rng(job)
     times = log_grid(job["order_grid"])
     lo, hi = job["t_range"]
     times = times[(times > lo) & (times < hi)]
-    data = SPHERE.sample(int(job["n_train"]), seed=rng)
-    n = int(job["n_points"])
-    base, noise = SPHERE.sample(n, seed=rng), rng.standard_normal((n, SPHERE.d))
+    data, base, noise = _reference_draws(job)
     variances = sphere_variances(job["n_population"])
     stats = sweep(data, base, noise, times, variances=variances, blocks=SPHERE_BLOCKS, spectra=False)
     return {
@@ -176,6 +187,79 @@ def sphere_reference(job: dict[str, Any]) -> dict[str, np.ndarray]:
         "order": np.median(stats["order"], axis=1),
         "participation": np.median(stats["participation"], axis=1),
     }
+
+
+def reference_points(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The base points and noise of a ``reference`` job (:func:`sphere_reference`), shapes ``(n_points, 30)``:
+    the same test points, for a comparison of its large-``P`` empirical posterior with the population's
+    (:func:`sphere_population_reference`)."""
+    if job.get("part") != "reference":
+        raise ValueError(f"job must be a reference job (part 'reference'), got part {job.get('part')!r}")
+    _, base, noise = _reference_draws(job)
+    return base, noise
+
+
+def sphere_population_reference(
+    times: Any,
+    variances: Any,
+    *,
+    base: Any = None,
+    noise: Any = None,
+    n_points: int = 96,
+    n_steps: int = 3000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """The generalising value of set (a)'s order parameter: the population posterior instead of ``P`` points.
+
+    On the sphere the posterior of the data population is not Gaussian, so the order parameter of a score
+    that generalises perfectly is not 1: about 0.6 for the scale-1 pair at small noise (its two coordinates
+    form a thin ring, whose radial direction carries little posterior variance) and about 0.9 for the
+    scale-0.3 block. This computes it with :func:`diffnb.posterior.sphere_posterior_variance` (exact up to
+    Monte Carlo error) at noised fresh samples ``x = base + sqrt(t) noise`` that move with the noise, like the
+    sweeps'. Chapters 3 and 4 divide the measured order parameter by it, so that a block's crossing of 1/2
+    means that it has lost half of the posterior variance it has while the score generalises.
+
+    Parameters
+    ----------
+    times
+        Noise levels, shape ``(n_times,)``.
+    variances
+        Per-direction variances used by the order parameter (:func:`sphere_variances`), shape ``(30,)``.
+    base, noise
+        Test points ``(n, 30)`` on the sphere and standard normal noise ``(n, 30)``; by default ``n_points``
+        fresh samples and noise drawn with ``seed``.
+    n_points, n_steps, seed
+        Number of fresh samples (when ``base`` is not given), steps of every chain, and the seed.
+
+    Returns
+    -------
+    dict
+        ``times`` (levels,) and ``order`` (levels, 2): medians over the points of the two blocks' order
+        parameter under the population posterior.
+    """
+    tt = np.array(times, dtype=np.float64, ndmin=1)
+    if tt.ndim != 1 or tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
+        raise ValueError("times must be a non-empty 1-D array of positive noise variances")
+    v = np.asarray(variances, dtype=np.float64)
+    if v.shape != (SPHERE.d,):
+        raise ValueError(f"variances must have shape ({SPHERE.d},), got {v.shape}")
+    rng = np.random.default_rng([int(seed), len(PARTS)])
+    if base is None:
+        if int(n_points) != n_points or n_points < 1:
+            raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+        base = SPHERE.sample(int(n_points), seed=rng)
+        noise = rng.standard_normal(base.shape) if noise is None else noise
+    base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
+        raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")
+    n = base.shape[0]
+    x = (base[None] + np.sqrt(tt)[:, None, None] * noise[None]).reshape(-1, SPHERE.d)
+    var = sphere_posterior_variance(x, np.repeat(tt, n), SPHERE.coordinate_scales, n_steps=n_steps, seed=rng).reshape(
+        tt.size, n, SPHERE.d
+    )
+    blocks = [np.arange(SPHERE.d)[b] for b in SPHERE_BLOCKS]
+    order = np.stack([_order_from_var(var_t, float(t), v, blocks) for var_t, t in zip(var, tt, strict=True)])
+    return {"times": tt, "order": np.median(order, axis=1)}
 
 
 def origin_probe(job: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -50,6 +50,10 @@ class Experiment:
     run
         ``run(job) -> dict``: arrays and numbers of one job; must be a module-level function so that Dask
         workers can import it.
+    version
+        Version of ``run``'s results: part of every job's cache key from 2 on. Raise it when a change to
+        ``run`` (or to what it calls, such as a dimension rule's defaults) alters the result of an unchanged
+        job, so that cached results are recomputed instead of served stale.
     """
 
     name: str
@@ -57,6 +61,7 @@ class Experiment:
     description: str
     make_jobs: Callable[[str], list[Job]]
     run: Callable[[Job], JobResult]
+    version: int = 1
 
     def jobs(self, scale: str | None = None) -> list[Job]:
         """The job configurations at ``scale`` (default: the active ``DIFFNB_SCALE``)."""
@@ -72,15 +77,18 @@ class Experiment:
 REGISTRY: dict[str, Experiment] = {}
 
 
-def register(name: str, *, chapter: str, description: str, jobs: Callable[[str], list[Job]]):
-    """Decorator that adds a job function to :data:`REGISTRY` under ``name``."""
+def register(name: str, *, chapter: str, description: str, jobs: Callable[[str], list[Job]], version: int = 1):
+    """Decorator that adds a job function to :data:`REGISTRY` under ``name`` (``version``: see
+    :class:`Experiment`)."""
     if not name or not name.replace("-", "").isalnum():
         raise ValueError(f"name must be letters, digits and '-', got {name!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"version must be a positive integer, got {version!r}")
 
     def decorate(run: Callable[[Job], JobResult]) -> Callable[[Job], JobResult]:
         if name in REGISTRY:
             raise ValueError(f"an experiment named {name!r} is already registered")
-        REGISTRY[name] = Experiment(name, chapter, description, jobs, run)
+        REGISTRY[name] = Experiment(name, chapter, description, jobs, run, version)
         return run
 
     return decorate
@@ -96,8 +104,11 @@ def get_experiment(name: str) -> Experiment:
 
 
 def job_key(experiment: Experiment, job: Job, scale: str | None = None) -> str:
-    """Cache key of one job (hash of the experiment, the job, the package version and the scale)."""
-    return cache.config_key(experiment.cache_kind, job, scale=get_scale(scale))
+    """Cache key of one job (hash of the experiment, the job, the experiment's version from 2 on, the package
+    version and the scale). Version 1 leaves the job alone, so that the keys of results computed before
+    versions existed stay valid."""
+    config = job if experiment.version == 1 else {"job": job, "experiment_version": experiment.version}
+    return cache.config_key(experiment.cache_kind, config, scale=get_scale(scale))
 
 
 def _cpu_model() -> str:

@@ -34,6 +34,10 @@ Two configurations matter to the book:
   ``"edm"`` output. Trained for 3000 steps on chapter 5's two-variance manifold it matches the exact sorted
   spectrum to 0.01–0.04, where the official design, trained the same way, misses it by 0.15–0.3 at
   :math:`t \ge 0.2`.
+
+Trained networks are cached under a key of their configurations and of
+:data:`diffnb.training.ALGORITHM_VERSION`, not of this module's code: a change to what a network of an
+unchanged configuration computes from its weights must raise that version.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ book measures about memorization is a statistic of those weights:
   training points along the directions of a block, divided by the posterior variance the *population*
   would give, :math:`t s_i^2/(t + s_i^2)` for a Gaussian direction of variance :math:`s_i^2`. It is near 1
   while the empirical score generalises along that block and falls to 0 when the block is frozen (the
-  weights sit on training points that agree along it).
+  weights sit on training points that agree along it). For data on the sphere the population posterior is
+  not Gaussian and the generalising value differs from 1; :func:`sphere_posterior_variance` computes the
+  population's posterior variance, hence that value.
 
 :func:`sweep` computes all three on a grid of noise levels for a batch of test points that move with the
 noise, ``x = base + sqrt(t) * noise`` (common random numbers, so curves over ``t`` are smooth); the base
@@ -21,7 +23,8 @@ memorization paper's empirical-score simulation (axis-aligned central difference
 :math:`\sqrt t`, absolute values taken element-wise, as in its official code) through
 :mod:`diffnb.jacobian`.
 
-Computations run in float64 torch on the CPU and return NumPy arrays.
+Computations run in float64 torch on the CPU and return NumPy arrays (the Monte Carlo chains of
+:func:`sphere_posterior_variance` run in NumPy).
 """
 
 from __future__ import annotations
@@ -226,7 +229,8 @@ def block_order_parameter(
     ``r_B`` is about 1 while the empirical score generalises along the block and tends to 0 when the
     weights freeze on training points that agree along it. For non-Gaussian data (e.g. data projected to
     the sphere) the population posterior differs from the Gaussian one, so the generalising value of
-    ``r_B`` differs from 1: compare with a large-``P`` reference.
+    ``r_B`` differs from 1: compare with the population's own value (:func:`sphere_posterior_variance` for
+    data projected to the sphere) or a large-``P`` reference.
 
     Parameters
     ----------
@@ -470,3 +474,104 @@ def mean_posterior_covariance(x: Any, data: Any, t: float) -> np.ndarray:
 
 
 __all__ += ["mean_posterior_covariance"]
+
+
+def sphere_posterior_variance(
+    x: Any,
+    t: Any,
+    scales: Any,
+    *,
+    n_steps: int = 4000,
+    beta: float = 0.7,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    r"""Posterior variance of every coordinate under the *population* of a Gaussian projected to the unit sphere.
+
+    The data are :math:`y = u/\lVert u\rVert`, :math:`u \sim N(0, \mathrm{diag}(s^2))` (``scales`` ``s``;
+    :class:`~diffnb.data.linear.AxisAlignedManifold` with ``normalized=True``), observed as
+    :math:`x = y + \sqrt t\,\xi`. Since :math:`\lVert y\rVert = 1`, the posterior is
+    :math:`p(y\mid x) \propto p(y)\, e^{x\cdot y/t}`: the limit :math:`P \to \infty` of the empirical
+    posterior, i.e. what the order parameter of a score that generalises perfectly would measure. It has no
+    closed form (except for equal scales, where it is a von Mises–Fisher law), so it is sampled in
+    :math:`u`-space, whose target :math:`N(u; 0, \mathrm{diag}(s^2))\, e^{x\cdot u/(\lVert u\rVert t)}` is
+    explicit, by a Metropolis–Hastings chain per point (preconditioned Crank–Nicolson moves around a Gaussian
+    approximation of the posterior, with a wide radial direction since the target leaves the radius to the
+    prior). The chain leaves the target exactly invariant, so the only error is Monte Carlo error, which
+    shrinks with ``n_steps`` (the first fifth is discarded). With the defaults the medians over points of
+    chapter 4's set (a) agree with a direct :math:`P = 200\,000` empirical posterior within about 0.01, and
+    equal scales reproduce the von Mises–Fisher variances (tests).
+
+    Parameters
+    ----------
+    x
+        Points, shape ``(n, d)`` or ``(d,)``.
+    t
+        Noise variance: one positive number, or one per point, shape ``(n,)``.
+    scales
+        Standard deviations ``s`` of the Gaussian before the projection, shape ``(d,)``, positive.
+    n_steps
+        Steps of every chain (at least 50).
+    beta
+        Step parameter of the Crank–Nicolson moves, in ``(0, 1]``.
+    seed
+        Seed or generator of the chains.
+
+    Returns
+    -------
+    numpy.ndarray
+        Posterior variance of every coordinate of ``y``, shape ``(n, d)``.
+    """
+    s2 = _variances(np.asarray(scales, dtype=np.float64) ** 2, np.size(scales))
+    d = s2.size
+    X = _points(x, d).numpy()
+    n = X.shape[0]
+    tt = _times(t)
+    if tt.size not in (1, n):
+        raise ValueError(f"t must be one noise variance or one per point ({n}), got {tt.size}")
+    tt = np.broadcast_to(tt, (n,))[:, None]
+    if int(n_steps) != n_steps or n_steps < 50:
+        raise ValueError(f"n_steps must be an integer of at least 50, got {n_steps!r}")
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must lie in (0, 1], got {beta!r}")
+    rng = np.random.default_rng(seed)
+    # Gaussian approximation of the posterior of u: a linear observation x = u / R + noise, with R the
+    # prior's typical radius in the direction of x (the weight t/(s2 + t) first pulls x onto the data)
+    y = X * s2 / (s2 + tt)
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    q = (y * y / s2).sum(1)
+    R = np.sqrt(d / q)[:, None]
+    D = 1.0 / (1.0 / s2 + 1.0 / (R * R * tt))  # diagonal part of its covariance
+    m = D * X / (R * tt)  # its mean
+    mh = m / np.linalg.norm(m, axis=1, keepdims=True)
+    # the radius |u| keeps its prior spread, about 1/sqrt(2d) relative: add that variance along m
+    c = (np.linalg.norm(m, axis=1) / np.sqrt(2.0 * d)) ** 2
+    Dm = mh / D
+    sherman = c / (1.0 + c * (mh * Dm).sum(1))
+
+    def log_ratio(u: np.ndarray) -> np.ndarray:
+        # log target - log reference Gaussian (its inverse covariance by Sherman-Morrison)
+        e = u - m
+        quad = (e * e / D).sum(1) - sherman * (e * Dm).sum(1) ** 2
+        return -0.5 * (u * u / s2).sum(1) + (X * u).sum(1) / (np.linalg.norm(u, axis=1) * tt[:, 0]) + 0.5 * quad
+
+    # start from the prior's radius along the approximate posterior direction
+    u = np.sqrt(rng.gamma(d / 2.0, 2.0 / q))[:, None] * y
+    lr = log_ratio(u)
+    keep, sd, sc = np.sqrt(1.0 - beta**2), beta * np.sqrt(D), beta * np.sqrt(c)[:, None]
+    burn = int(n_steps) // 5
+    s1, s2_sum = np.zeros((n, d)), np.zeros((n, d))
+    for k in range(int(n_steps)):
+        proposal = m + keep * (u - m) + sd * rng.standard_normal((n, d)) + sc * rng.standard_normal((n, 1)) * mh
+        lr_new = log_ratio(proposal)
+        accept = np.log(rng.random(n)) < lr_new - lr
+        u[accept], lr[accept] = proposal[accept], lr_new[accept]
+        if k >= burn:
+            yk = u / np.linalg.norm(u, axis=1, keepdims=True)
+            s1 += yk
+            s2_sum += yk * yk
+    count = int(n_steps) - burn
+    mean = s1 / count
+    return np.clip(s2_sum / count - mean * mean, 0.0, None)
+
+
+__all__ += ["sphere_posterior_variance"]

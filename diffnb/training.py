@@ -76,7 +76,9 @@ _OPTIONAL_FIELDS = ("schedule", "T", "beta_start", "beta_end", "step_sampling", 
 #: Steps whose random draws are made at once. Part of the algorithm (it fixes the order of the draws), so it
 #: enters the cache key through :data:`ALGORITHM_VERSION`.
 DRAW_CHUNK = 100
-#: Version of the training algorithm; part of every cache key, raised when a change alters trained weights.
+#: Version of the training algorithm; part of every cache key. Raise it when a change alters trained weights,
+#: or what a network of an unchanged configuration computes from its weights (:mod:`diffnb.nets`: its noise
+#: features, embeddings, preconditioning), so that a cached network is retrained instead of loaded stale.
 ALGORITHM_VERSION = 2  # 2: EDM loss weights normalised over the noise levels drawn (DDPM schedules)
 
 

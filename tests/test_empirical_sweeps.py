@@ -123,3 +123,36 @@ def test_sphere_variances_are_computed_once_and_callers_get_their_own_copy():
     assert np.all(second > 0)
     np.testing.assert_array_equal(second, es.sphere_variances(20_000, seed=3))
     assert not np.array_equal(second, es.sphere_variances(20_000, seed=4))
+
+
+def test_population_reference_and_the_reference_jobs_points():
+    v = es.sphere_variances(20_000)
+    times = [1e-3, 0.03, 0.3]
+    ref = es.sphere_population_reference(times, v, n_points=8, n_steps=300, seed=1)
+    assert ref["order"].shape == (3, 2) and np.all(ref["order"] > 0)
+    again = es.sphere_population_reference(times, v, n_points=8, n_steps=300, seed=1)
+    np.testing.assert_array_equal(ref["order"], again["order"])  # seeded
+    # the reference job's own test points: the large-P sweep at them is the job's result
+    job = {
+        "part": "reference",
+        "seed": 0,
+        "n_train": 500,
+        "n_points": 4,
+        "order_grid": [-2.0, 0.0, 3],
+        "t_range": [1e-3, 3.0],
+        "n_population": 20_000,
+    }
+    base, noise = es.reference_points(job)
+    data = es.SPHERE.sample(500, seed=es.job_rng(job))
+    res = sweep(data, base, noise, [0.01, 0.1, 1.0], variances=v, blocks=es.SPHERE_BLOCKS, spectra=False)
+    np.testing.assert_allclose(np.median(res["order"], axis=1), es.run(job)["order"])
+    at_points = es.sphere_population_reference([0.1], v, base=base, noise=noise, n_steps=200)
+    assert at_points["order"].shape == (1, 2)
+    with pytest.raises(ValueError, match="reference job"):
+        es.reference_points(SPHERE_JOB)
+    with pytest.raises(ValueError, match="variances"):
+        es.sphere_population_reference(times, v[:7])
+    with pytest.raises(ValueError, match="times"):
+        es.sphere_population_reference([0.1, -1.0], v)
+    with pytest.raises(ValueError, match="base and noise"):
+        es.sphere_population_reference(times, v, base=base, noise=noise[:2])

@@ -105,6 +105,23 @@ def test_paper_job_settings():
         ip.paper_job("svhn", 100)
 
 
+def test_paper_job_ema_warms_up():
+    # the paper's 0.9999 without a warm-up would leave a 2000-step trial run at 82% untrained weights
+    assert ip.paper_job("mnist", 100)["ema_warmup"] is True
+
+
+def test_image_jobs_fit_a_cpu_below_paper_scale():
+    for scale, steps in (("quick", 2_000), ("full", 8_000)):
+        jobs = ip.image_jobs(scale)
+        assert {job["dataset"] for job in jobs} == {"digits"}
+        assert all(job["model"] == "mlp" and job["steps"] == steps for job in jobs)
+    paper = ip.image_jobs("paper")
+    assert {job["dataset"] for job in paper} == {"mnist"}
+    assert all(job["model"] == "unet" and job["steps"] == 400_000 for job in paper)
+    with pytest.raises(ValueError, match="DIFFNB_SCALE|scale"):
+        ip.image_jobs("huge")
+
+
 def test_generate_is_seeded():
     fn = scores.make_linear_score(np.eye(4)[:, :2])
     a = ip.generate(lambda x, t: fn(x.double(), t.double()).float(), 3, 4, n_steps=20, seed=1)

@@ -14,6 +14,7 @@ from diffnb.posterior import (
     mean_posterior_covariance,
     noised_points,
     official_probe_spectrum,
+    sphere_posterior_variance,
     sweep,
 )
 from diffnb.scores import (
@@ -220,3 +221,74 @@ def test_prepared_data_gives_the_same_results_as_raw_data(small):
     np.testing.assert_allclose(
         empirical_spectrum(base, low, 0.1), empirical_spectrum(base, data.astype(np.float32), 0.1)
     )
+
+
+def _von_mises_fisher_variances(x, t):
+    # uniform data on the sphere: the posterior exp(x.y/t) is von Mises-Fisher with kappa = |x|/t
+    from scipy.special import ive
+
+    d = x.shape[1]
+    kappa = np.linalg.norm(x, axis=1) / t
+    mu = x / np.linalg.norm(x, axis=1, keepdims=True)
+    A = ive(d / 2, kappa) / ive(d / 2 - 1, kappa)
+    along = 1 - (d - 1) * A / kappa - A**2
+    return (A / kappa)[:, None] * (1 - mu**2) + along[:, None] * mu**2
+
+
+@pytest.mark.parametrize("t", [0.02, 0.5])
+def test_sphere_posterior_variance_matches_von_mises_fisher(t):
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((40, 5))
+    x = y / np.linalg.norm(y, axis=1, keepdims=True) + np.sqrt(t) * rng.standard_normal((40, 5))
+    var = sphere_posterior_variance(x, t, np.ones(5), n_steps=3000, seed=1)
+    exact = _von_mises_fisher_variances(x, t)
+    total = var.sum(1) / exact.sum(1)
+    assert abs(total.mean() - 1) < 0.03  # Monte Carlo error of 40 chains (measured 0.5-1.5%)
+    assert np.median(np.abs(var / exact - 1)) < 0.1
+
+
+def test_sphere_posterior_variance_matches_a_large_empirical_posterior():
+    # the empirical posterior of P points converges to the population's: compare at a noise level where
+    # 100 000 points still spread the weight over many of them
+    manifold = AxisAlignedManifold(6, (2, 3), (1.0, 0.3), 0.01, normalized=True)
+    rng = np.random.default_rng(3)
+    data = manifold.sample(100_000, seed=rng)
+    base, noise, t = manifold.sample(24, seed=rng), rng.standard_normal((24, 6)), 0.05
+    var = sphere_posterior_variance(base + np.sqrt(t) * noise, t, manifold.coordinate_scales, seed=2)
+    blocks = [slice(0, 2), slice(2, 5)]
+    empirical = sweep(data, base, noise, [t], variances=np.ones(6), blocks=blocks, spectra=False)
+    assert np.median(empirical["participation"]) > 500
+    measured = empirical["order"][0] * (t / (t + 1))  # order parameter with unit variances -> variance
+    population = np.stack([var[:, b].mean(1) for b in blocks], axis=1)
+    # the same points: per point, the two agree within Monte Carlo error (median ratio measured 0.98, 0.99)
+    np.testing.assert_allclose(np.median(population / measured, axis=0), 1.0, atol=0.05)
+
+
+def test_sphere_posterior_variance_at_small_noise_is_the_tangent_projection():
+    # t much smaller than every variance: the posterior is Gaussian on the sphere's tangent plane at y,
+    # with variance t (1 - y_i^2) along coordinate i
+    rng = np.random.default_rng(4)
+    scales = np.array([1.0, 1.0, 0.3, 0.3, 0.3])
+    y = AxisAlignedManifold(5, (2, 3), (1.0, 0.3), 0.3, normalized=True).sample(30, seed=rng)[:, :5]
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    t = 1e-5
+    var = sphere_posterior_variance(y + np.sqrt(t) * rng.standard_normal(y.shape), t, scales, seed=5)
+    np.testing.assert_allclose(np.median(var.sum(1) / (t * (5 - 1))), 1.0, rtol=0.03)
+    ratio = var[:, :2].sum(1) / (t * (2 - (y[:, :2] ** 2).sum(1)))
+    assert abs(np.median(ratio) - 1) < 0.05
+
+
+def test_sphere_posterior_variance_bad_input():
+    x = np.ones((3, 4)) / 2
+    with pytest.raises(ValueError, match="one per point"):
+        sphere_posterior_variance(x, [0.1, 0.2], np.ones(4))
+    with pytest.raises(ValueError, match="n_steps"):
+        sphere_posterior_variance(x, 0.1, np.ones(4), n_steps=10)
+    with pytest.raises(ValueError, match="beta"):
+        sphere_posterior_variance(x, 0.1, np.ones(4), beta=1.5)
+    with pytest.raises(ValueError, match="variances"):
+        sphere_posterior_variance(x, 0.1, [1.0, 1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="shape"):
+        sphere_posterior_variance(x, 0.1, np.ones(5))
+    with pytest.raises(ValueError, match="t must be positive"):
+        sphere_posterior_variance(x, -0.1, np.ones(4))

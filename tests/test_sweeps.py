@@ -174,3 +174,25 @@ def test_experiments_are_registered_without_importing_their_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "['empirical-memorization', 'images-memorization']"
     assert out[1] == "False"  # registration does not import the heavy module
+
+
+def test_experiment_version_enters_the_job_key_from_2_on():
+    original = experiments.REGISTRY[NAME]
+    job = {"n_train": 10}
+
+    def versioned(version):
+        return experiments.Experiment(
+            NAME, original.chapter, original.description, original.make_jobs, original.run, version
+        )
+
+    key_1 = experiments.job_key(versioned(1), job, "quick")
+    # version 1 keeps the keys of results computed before versions existed
+    assert key_1 == experiments.cache.config_key(original.cache_kind, job, scale="quick")
+    key_2 = experiments.job_key(versioned(2), job, "quick")
+    assert key_2 != key_1 and key_2 != experiments.job_key(versioned(3), job, "quick")
+
+
+@pytest.mark.parametrize("version", [0, -1, 1.5, True])
+def test_register_rejects_a_bad_version(version):
+    with pytest.raises(ValueError, match="version must be a positive integer"):
+        experiments.register("some-test-name", chapter="x", description="x", jobs=lambda scale: [], version=version)
