@@ -241,14 +241,16 @@ def sphere_population_reference(
     if tt.ndim != 1 or tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
         raise ValueError("times must be a non-empty 1-D array of positive noise variances")
     v = np.asarray(variances, dtype=np.float64)
-    if v.shape != (SPHERE.d,):
-        raise ValueError(f"variances must have shape ({SPHERE.d},), got {v.shape}")
+    if v.shape != (SPHERE.d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"variances must be {SPHERE.d} positive numbers, got shape {v.shape}")
+    if (base is None) != (noise is None):
+        raise ValueError("base and noise must be given together (or neither, for fresh samples)")
     rng = np.random.default_rng([int(seed), len(PARTS)])
     if base is None:
         if int(n_points) != n_points or n_points < 1:
             raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
         base = SPHERE.sample(int(n_points), seed=rng)
-        noise = rng.standard_normal(base.shape) if noise is None else noise
+        noise = rng.standard_normal(base.shape)
     base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
     if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
         raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")

@@ -521,7 +521,10 @@ def sphere_posterior_variance(
     numpy.ndarray
         Posterior variance of every coordinate of ``y``, shape ``(n, d)``.
     """
-    s2 = _variances(np.asarray(scales, dtype=np.float64) ** 2, np.size(scales))
+    s = np.asarray(scales, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"scales must be a 1-D array of positive standard deviations, got {np.asarray(scales)!r}")
+    s2 = s**2
     d = s2.size
     X = _points(x, d).numpy()
     n = X.shape[0]

@@ -156,3 +156,18 @@ def test_population_reference_and_the_reference_jobs_points():
         es.sphere_population_reference([0.1, -1.0], v)
     with pytest.raises(ValueError, match="base and noise"):
         es.sphere_population_reference(times, v, base=base, noise=noise[:2])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"variances": np.zeros(30)}, "variances must be 30 positive"),
+        ({"variances": np.ones(29)}, "variances must be 30 positive"),
+        ({"base": np.ones((2, 30)) / np.sqrt(30)}, "base and noise must be given together"),
+        ({"times": [0.1, -1.0]}, "times must be"),
+    ],
+)
+def test_population_reference_bad_input(kwargs, match):
+    args = {"times": [0.1], "variances": np.ones(30), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        es.sphere_population_reference(args.pop("times"), args.pop("variances"), n_steps=60, **args)

@@ -286,8 +286,9 @@ def test_sphere_posterior_variance_bad_input():
         sphere_posterior_variance(x, 0.1, np.ones(4), n_steps=10)
     with pytest.raises(ValueError, match="beta"):
         sphere_posterior_variance(x, 0.1, np.ones(4), beta=1.5)
-    with pytest.raises(ValueError, match="variances"):
-        sphere_posterior_variance(x, 0.1, [1.0, 1.0, 0.0, 1.0])
+    for scales in ([1.0, 1.0, 0.0, 1.0], [1.0, -1.0, 1.0, 1.0], [1.0, np.nan, 1.0, 1.0]):
+        with pytest.raises(ValueError, match="scales must be"):
+            sphere_posterior_variance(x, 0.1, scales)
     with pytest.raises(ValueError, match="shape"):
         sphere_posterior_variance(x, 0.1, np.ones(5))
     with pytest.raises(ValueError, match="t must be positive"):
