@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from diffnb.data import AxisAlignedManifold, LinearManifold
-from diffnb.posterior import _order_from_var, official_probe_spectrum, sphere_posterior_variance, sweep
+from diffnb.posterior import _order_from_var, _times, official_probe_spectrum, sphere_posterior_variance, sweep
 from diffnb.scores import prepare_data
 from diffnb.spectra import dimension_over_time
 
@@ -237,9 +237,7 @@ def sphere_population_reference(
         ``times`` (levels,) and ``order`` (levels, 2): medians over the points of the two blocks' order
         parameter under the population posterior.
     """
-    tt = np.array(times, dtype=np.float64, ndmin=1)
-    if tt.ndim != 1 or tt.size == 0 or np.any(~np.isfinite(tt)) or np.any(tt <= 0):
-        raise ValueError("times must be a non-empty 1-D array of positive noise variances")
+    tt = _times(times, "times")
     v = np.asarray(variances, dtype=np.float64)
     if v.shape != (SPHERE.d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
         raise ValueError(f"variances must be {SPHERE.d} positive numbers, got shape {v.shape}")

@@ -13,12 +13,13 @@ The pieces:
   papers' probe with ``K = k_mult * d`` perturbations, or matrix-free (Lanczos, top values only);
 * :func:`image_dimensions` — the dimension per image: the book's threshold rule (values below 1/2 of the
   largest, i.e. directions whose data variance exceeds the noise variance ``t``) or the paper's cliff rule;
-* :func:`copy_ratio` — distance of generated samples to their nearest training image, in units of the
-  training set's own nearest-neighbour distance (a ratio near 0 is a copy), and :func:`copy_fraction` — the
-  fraction of samples whose ratio is below :data:`COPY_THRESHOLD` (1/3), the book's definition of a copy;
-* :func:`paper_job` and :func:`run_image_job` — one ``(data set, P, seed)`` point of the sweep: train (cached,
-  resumable), spectra, dimensions, samples; registered as the experiment ``images-memorization`` of
-  ``diffnb.experiments``;
+* :func:`training_distances` — distance of generated samples to their nearest training image, and the
+  training set's own nearest-neighbour distance; :func:`copy_ratio` — their ratio (near 0: a copy), and
+  :func:`copy_fraction` — the fraction of samples whose ratio is below :data:`COPY_THRESHOLD` (1/3), the
+  book's definition of a copy;
+* :func:`paper_job`, :func:`job_network` and :func:`run_image_job` — one ``(data set, P, seed)`` point of
+  the sweep, the network it trains, and the run: train (cached, resumable), spectra, dimensions, samples;
+  registered as the experiment ``images-memorization`` of ``diffnb.experiments``;
 * the command line ``python -m diffnb.image_protocol`` (see :func:`main`), which runs a list of sizes for one
   data set at ``paper`` scale on a GPU and can be interrupted and restarted at any point.
 """
@@ -175,9 +176,34 @@ def image_dimensions(spectra: np.ndarray, rule: str = "threshold", **options: An
     return dimension_over_time(values, "cliff", **options)
 
 
+def training_distances(samples: torch.Tensor, train: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Distance of each sample to its nearest training image, and the training set's own spacing: the
+    median distance of a training image to its nearest other one (leave-one-out).
+
+    Parameters
+    ----------
+    samples
+        Shape ``(n, d)`` or ``(n, C, H, W)``.
+    train
+        The training set, the same trailing shape, at least two images.
+
+    Returns
+    -------
+    distances, spacing
+        Shape ``(n,)``, and a number.
+    """
+    from diffnb.data.images import nearest_neighbors
+
+    if train.shape[0] < 2:
+        raise ValueError("train must hold at least two images to define its nearest-neighbour distance")
+    to_train, _ = nearest_neighbors(samples, train)
+    within, _ = nearest_neighbors(train, train, exclude_self=True)
+    return to_train.cpu().numpy(), within.median().item()
+
+
 def copy_ratio(samples: torch.Tensor, train: torch.Tensor) -> np.ndarray:
-    """Distance of each sample to its nearest training image over the median nearest-neighbour distance
-    within the training set (leave-one-out).
+    """Distance of each sample to its nearest training image over the training set's spacing (the median
+    nearest-neighbour distance within it, leave-one-out; both from :func:`training_distances`).
 
     A ratio well below 1 means a sample sits much closer to one training image than training images sit to
     each other: a copy. The book calls a sample a copy when the ratio is below :data:`COPY_THRESHOLD`
@@ -190,13 +216,8 @@ def copy_ratio(samples: torch.Tensor, train: torch.Tensor) -> np.ndarray:
     train
         The training set, the same trailing shape, at least two images.
     """
-    from diffnb.data.images import nearest_neighbors
-
-    if train.shape[0] < 2:
-        raise ValueError("train must hold at least two images to define its nearest-neighbour distance")
-    to_train, _ = nearest_neighbors(samples, train)
-    within, _ = nearest_neighbors(train, train, exclude_self=True)
-    return (to_train / within.median()).cpu().numpy()
+    distances, spacing = training_distances(samples, train)
+    return distances / spacing
 
 
 #: The copy threshold, the book's definition of a copy.
@@ -292,6 +313,23 @@ def paper_job(dataset: str, n_train: int, seed: int = 0, **overrides: Any) -> di
     return job
 
 
+def job_network(job: dict[str, Any]) -> tuple[Any, tuple[int, int, int]]:
+    """The network configuration a job trains (:class:`~diffnb.nets.UNetConfig` or
+    :class:`~diffnb.nets.NetConfig`) and the job's image shape ``(C, H, W)``."""
+    from diffnb.data.images import dataset_info
+    from diffnb.nets import NetConfig, UNetConfig
+
+    info = dataset_info(job["dataset"])
+    side = info.shape[1] if job.get("size") is None else int(job["size"])
+    image_shape = (info.shape[0], side, side)
+    if job["model"] == "unet":
+        return UNetConfig.ddpm(image_shape, channels=job["channels"], schedule=job["schedule"]), image_shape
+    if job["model"] == "mlp":
+        d = int(np.prod(image_shape))
+        return NetConfig(d=d, width=job.get("width", 256), depth=job.get("depth", 3), sigma_data=1.0), image_shape
+    raise ValueError(f"job['model'] must be 'unet' or 'mlp', got {job['model']!r}")
+
+
 def run_image_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one network of the sweep (cached and resumable), then measure it.
 
@@ -299,21 +337,12 @@ def run_image_job(job: dict[str, Any]) -> dict[str, Any]:
     ``dims_cliff`` ``(n_eval,)``, ``copy_ratio`` ``(n_samples,)`` of DDPM samples, ``samples``, ``losses``,
     and the scalars ``t`` and ``train_seconds``.
     """
-    from diffnb.data.images import dataset_info, load_subset
-    from diffnb.nets import NetConfig, UNetConfig
+    from diffnb.data.images import load_subset
     from diffnb.training import TrainConfig, train_score_model
 
-    info = dataset_info(job["dataset"])
     train = load_subset(job["dataset"], job["n_train"], seed=job["seed"], size=job.get("size"), flat=True)
-    side = info.shape[1] if job.get("size") is None else int(job["size"])
-    image_shape = (info.shape[0], side, side)
+    net, image_shape = job_network(job)
     d = train.shape[1]
-    if job["model"] == "unet":
-        net = UNetConfig.ddpm(image_shape, channels=job["channels"], schedule=job["schedule"])
-    elif job["model"] == "mlp":
-        net = NetConfig(d=d, width=job.get("width", 256), depth=job.get("depth", 3), sigma_data=1.0)
-    else:
-        raise ValueError(f"job['model'] must be 'unet' or 'mlp', got {job['model']!r}")
     cfg = TrainConfig(
         steps=job["steps"],
         batch_size=job["batch_size"],
@@ -324,7 +353,7 @@ def run_image_job(job: dict[str, Any]) -> dict[str, Any]:
         step_sampling=job["step_sampling"],
         lr_schedule="constant",
         warmup_steps=0,
-        ema_warmup=job.get("ema_warmup", True),
+        ema_warmup=job["ema_warmup"],
         seed=job["seed"],
     )
     started = time.perf_counter()

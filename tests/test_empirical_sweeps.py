@@ -24,6 +24,16 @@ SPHERE_JOB = {
     "delta": 0.05,
 }
 
+REFERENCE_JOB = {
+    "part": "reference",
+    "seed": 0,
+    "n_train": 500,
+    "n_points": 4,
+    "order_grid": [-4.0, 1.5, 12],
+    "t_range": [3e-3, 3.0],
+    "n_population": 2_000,
+}
+
 
 def test_sphere_sweep_is_the_chapters_computation():
     """The job equals the chapter's former inline sweep: the same set, grids, test points and medians."""
@@ -65,17 +75,7 @@ def test_sphere_variances_after_projection():
 
 
 def test_reference_probe_and_embedded_parts():
-    ref = es.run(
-        {
-            "part": "reference",
-            "seed": 0,
-            "n_train": 500,
-            "n_points": 4,
-            "order_grid": [-4.0, 1.5, 12],
-            "t_range": [3e-3, 3.0],
-            "n_population": 2_000,
-        }
-    )
+    ref = es.run(REFERENCE_JOB)
     assert np.all((ref["times"] > 3e-3) & (ref["times"] < 3.0))
     assert ref["order"].shape == (ref["times"].size, 2) and ref["participation"].shape == ref["times"].shape
 
@@ -133,15 +133,7 @@ def test_population_reference_and_the_reference_jobs_points():
     again = es.sphere_population_reference(times, v, n_points=8, n_steps=300, seed=1)
     np.testing.assert_array_equal(ref["order"], again["order"])  # seeded
     # the reference job's own test points: the large-P sweep at them is the job's result
-    job = {
-        "part": "reference",
-        "seed": 0,
-        "n_train": 500,
-        "n_points": 4,
-        "order_grid": [-2.0, 0.0, 3],
-        "t_range": [1e-3, 3.0],
-        "n_population": 20_000,
-    }
+    job = {**REFERENCE_JOB, "order_grid": [-2.0, 0.0, 3], "t_range": [1e-3, 3.0], "n_population": 20_000}
     base, noise = es.reference_points(job)
     data = es.SPHERE.sample(500, seed=es.job_rng(job))
     res = sweep(data, base, noise, [0.01, 0.1, 1.0], variances=v, blocks=es.SPHERE_BLOCKS, spectra=False)
@@ -150,12 +142,6 @@ def test_population_reference_and_the_reference_jobs_points():
     assert at_points["order"].shape == (1, 2)
     with pytest.raises(ValueError, match="reference job"):
         es.reference_points(SPHERE_JOB)
-    with pytest.raises(ValueError, match="variances"):
-        es.sphere_population_reference(times, v[:7])
-    with pytest.raises(ValueError, match="times"):
-        es.sphere_population_reference([0.1, -1.0], v)
-    with pytest.raises(ValueError, match="base and noise"):
-        es.sphere_population_reference(times, v, base=base, noise=noise[:2])
 
 
 @pytest.mark.parametrize(
@@ -164,6 +150,7 @@ def test_population_reference_and_the_reference_jobs_points():
         ({"variances": np.zeros(30)}, "variances must be 30 positive"),
         ({"variances": np.ones(29)}, "variances must be 30 positive"),
         ({"base": np.ones((2, 30)) / np.sqrt(30)}, "base and noise must be given together"),
+        ({"base": np.ones((2, 30)) / np.sqrt(30), "noise": np.zeros((3, 30))}, "must both have shape"),
         ({"times": [0.1, -1.0]}, "times must be"),
     ],
 )

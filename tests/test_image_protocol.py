@@ -105,6 +105,26 @@ def test_paper_job_settings():
         ip.paper_job("svhn", 100)
 
 
+def test_job_network_is_what_the_job_trains():
+    from diffnb.nets import build_model
+
+    unet, shape = ip.job_network(ip.paper_job("mnist", 100))
+    assert shape == (1, 28, 28) and round(build_model(unet).num_parameters() / 1e6, 1) == 6.0
+    mlp, shape = ip.job_network(ip.paper_job("digits", 100, model="mlp", size=None))
+    assert shape == (1, 8, 8) and mlp.d == 64
+    with pytest.raises(ValueError, match="job\\['model'\\]"):
+        ip.job_network({**ip.paper_job("digits", 100), "model": "cnn"})
+
+
+def test_copy_ratio_is_distance_over_spacing():
+    train = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    samples = torch.tensor([[0.1, 0.0], [0.0, 2.0]])
+    distances, spacing = ip.training_distances(samples, train)
+    np.testing.assert_allclose(distances, [0.1, 1.0])
+    assert spacing == 1.0  # leave-one-out distances 1, 1, 3
+    np.testing.assert_allclose(ip.copy_ratio(samples, train), distances / spacing)
+
+
 def test_paper_job_ema_warms_up():
     # the paper's 0.9999 without a warm-up would leave a 2000-step trial run at 82% untrained weights
     assert ip.paper_job("mnist", 100)["ema_warmup"] is True
