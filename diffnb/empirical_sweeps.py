@@ -21,19 +21,24 @@ Job configurations (``part`` selects the function; noise grids are ``[log10 t_mi
 :func:`log_grid`, or ``[t_start, t_stop, n]`` for :func:`numpy.linspace` in the probe):
 
 * ``{"part": "sphere", "n_train", "seed", "n_order", "n_spectra", "order_grid", "spec_grid", "n_population",
-  "delta"}``: :func:`sphere_sweep`;
+  "delta"}``, optionally with ``"n_normalised"``, ``"normalised_range"`` and ``"reference_steps"``:
+  :func:`sphere_sweep`;
 * ``{"part": "reference", "n_train", "seed", "n_points", "order_grid", "t_range", "n_population"}``:
   :func:`sphere_reference`;
 * ``{"part": "probe", "n_train", "seed", "grid"}``: :func:`origin_probe`;
 * ``{"part": "embedded", "n_train", "seed", "n_points", "n_spectra", "grid"}``: :func:`embedded_sweep`.
 
 :func:`sphere_population_reference` is not a job: it computes the generalising value of set (a)'s order
-parameter from the data population itself (a few seconds), and the chapters call it directly.
+parameter from the data population itself (a few seconds), as medians over test points.
+:func:`normalised_sphere_order` divides a measured order parameter by that value *point by point* (the
+population posterior at the same noised point), which :func:`sphere_sweep` does for its first
+``n_normalised`` test points; chapter 3 calls it on its own sweeps.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +58,7 @@ __all__ = [
     "embedded_sweep",
     "job_rng",
     "log_grid",
+    "normalised_sphere_order",
     "origin_probe",
     "reference_points",
     "run",
@@ -129,18 +135,39 @@ def sphere_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
     ``n_spectra`` of them also get the exact normalised Jacobian spectrum over the ``spec_grid`` and the
     dimension read from it (normalised values below ``1 - delta``).
 
+    When the job has ``n_normalised > 0`` (at most ``n_order``), the first ``n_normalised`` test points of
+    each kind also get the order parameter divided by its generalising value at the same point and noise
+    level (:func:`normalised_sphere_order`), on the order levels inside ``normalised_range = [t_lo, t_hi]``
+    (inclusive; NaN elsewhere), with Monte Carlo chains of ``reference_steps`` steps (default 3000). At a
+    noised training point the generalising value is as well defined as at a fresh sample: a training point
+    is a sample of the population, so the population posterior at ``x`` is what a perfectly generalising
+    score would use there. The chains draw from their own generator,
+    ``numpy.random.default_rng([seed, len(PARTS) + 1, n_train])``, so the job's other outputs are the same
+    numbers with or without them.
+
     Returns
     -------
     dict
         ``order_times``, ``spec_times``, ``variances`` (30,); and for ``k`` in ``train``, ``fresh``, medians
         over test points: ``{k}_order`` (order levels, 2), ``{k}_participation`` (order levels,),
         ``{k}_spectrum`` (spectrum levels, 30; ascending at every level), ``{k}_dimension``
-        (spectrum levels,).
+        (spectrum levels,); with ``n_normalised > 0`` also ``{k}_order_normalised`` (order levels, 2), the
+        median over the first ``n_normalised`` points of the per-point ratio, and ``{k}_order_population``
+        (order levels, 2), the median of the generalising value itself at those points (both NaN outside
+        ``normalised_range``).
     """
     rng = job_rng(job)
     order_times, spec_times = log_grid(job["order_grid"]), log_grid(job["spec_grid"])
     variances = sphere_variances(job["n_population"])
     n_order, n_spectra = int(job["n_order"]), int(job["n_spectra"])
+    n_normalised = int(job.get("n_normalised", 0))
+    if not 0 <= n_normalised <= n_order:
+        raise ValueError(f"n_normalised must lie in [0, n_order = {n_order}], got {n_normalised}")
+    if n_normalised:
+        t_range = job["normalised_range"]
+        n_steps = int(job.get("reference_steps", 3000))
+        # the chains' own generator: the draws of job_rng (hence every other output) stay as they were
+        chain_rng = np.random.default_rng([int(job["seed"]), len(PARTS) + 1, int(job["n_train"])])
     data = SPHERE.sample(int(job["n_train"]), seed=rng)
     prepared = prepare_data(data)  # checked once for the four sweeps
     out = {"order_times": order_times, "spec_times": spec_times, "variances": variances}
@@ -154,6 +181,20 @@ def sphere_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
         out[f"{kind}_spectrum"] = np.median(spectra, axis=1)
         dims = dimension_over_time(spectra, "threshold", delta=float(job["delta"]))
         out[f"{kind}_dimension"] = np.median(dims, axis=1)
+        if n_normalised:
+            k = n_normalised
+            normalised = normalised_sphere_order(
+                stats["order"][:, :k],
+                base[:k],
+                noise[:k],
+                order_times,
+                variances,
+                t_range=t_range,
+                n_steps=n_steps,
+                seed=chain_rng,
+            )
+            out[f"{kind}_order_normalised"] = normalised["normalised"]
+            out[f"{kind}_order_population"] = normalised["population"]
     return out
 
 
@@ -216,8 +257,10 @@ def sphere_population_reference(
     form a thin ring, whose radial direction carries little posterior variance) and about 0.9 for the
     scale-0.3 block. This computes it with :func:`diffnb.posterior.sphere_posterior_variance` (exact up to
     Monte Carlo error) at noised fresh samples ``x = base + sqrt(t) noise`` that move with the noise, like the
-    sweeps'. Chapters 3 and 4 divide the measured order parameter by it, so that a block's crossing of 1/2
-    means that it has lost half of the posterior variance it has while the score generalises.
+    sweeps'. It returns medians over its points, which describe the generalising value's typical size; to
+    normalise a measured order parameter, divide point by point with :func:`normalised_sphere_order`. A
+    median over *other* points is off by that median's sampling spread, which is large for the pair (its
+    value goes like ``t/|x_pair|``): the 96 points of seed 0 put it 11-15% low at ``t`` = 0.1-0.6.
 
     Parameters
     ----------
@@ -252,14 +295,132 @@ def sphere_population_reference(
     base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
     if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
         raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")
+    order = _population_order(base, noise, tt, v, n_steps=n_steps, rng=rng)
+    return {"times": tt, "order": np.median(order, axis=1)}
+
+
+def _population_order(
+    base: np.ndarray,
+    noise: np.ndarray,
+    tt: np.ndarray,
+    variances: np.ndarray,
+    *,
+    n_steps: int,
+    rng: np.random.Generator,
+    chunk: int | None = None,
+) -> np.ndarray:
+    """Set (a)'s order parameter under the population posterior at ``base + sqrt(t) noise``, every point and
+    level: shape ``(levels, n, 2)``. The chains run ``chunk`` at a time (all at once when ``None``), drawing
+    from ``rng`` in the order of the levels, then the points."""
     n = base.shape[0]
     x = (base[None] + np.sqrt(tt)[:, None, None] * noise[None]).reshape(-1, SPHERE.d)
-    var = sphere_posterior_variance(x, np.repeat(tt, n), SPHERE.coordinate_scales, n_steps=n_steps, seed=rng).reshape(
-        tt.size, n, SPHERE.d
-    )
+    t_all = np.repeat(tt, n)
+    step = x.shape[0] if chunk is None else int(chunk)
+    var = np.concatenate(
+        [
+            sphere_posterior_variance(
+                x[i : i + step], t_all[i : i + step], SPHERE.coordinate_scales, n_steps=n_steps, seed=rng
+            )
+            for i in range(0, x.shape[0], step)
+        ]
+    ).reshape(tt.size, n, SPHERE.d)
     blocks = [np.arange(SPHERE.d)[b] for b in SPHERE_BLOCKS]
-    order = np.stack([_order_from_var(var_t, float(t), v, blocks) for var_t, t in zip(var, tt, strict=True)])
-    return {"times": tt, "order": np.median(order, axis=1)}
+    return np.stack([_order_from_var(var_t, float(t), variances, blocks) for var_t, t in zip(var, tt, strict=True)])
+
+
+#: Chains of :func:`sphere_posterior_variance` run at once by :func:`normalised_sphere_order` (per chain,
+#: larger batches run slower on one CPU thread: about 4.8e5 chain steps per second at 2000, 3.2e5 at 8000).
+_CHAIN_BATCH = 2048
+
+
+def normalised_sphere_order(
+    order: Any,
+    base: Any,
+    noise: Any,
+    times: Any,
+    variances: Any,
+    *,
+    t_range: Sequence[float] | None = None,
+    n_steps: int = 3000,
+    seed: int | np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Set (a)'s order parameter divided by its generalising value at the same point: the per-point ratio.
+
+    The generalising value of the order parameter at a noised point ``x`` is its value under the population
+    posterior (:func:`diffnb.posterior.sphere_posterior_variance`), and it varies strongly from point to
+    point: along the scale-1 ring the posterior is close to a von Mises law of concentration about
+    ``|x_pair|/t``, so the pair's value goes like ``t/|x_pair|`` (10-90% range about 0.5-1.5 of its median).
+    Dividing the median of a measured order parameter by the median of the generalising value over *other*
+    points (:func:`sphere_population_reference`) therefore leaves a bias of the size of the sampling spread
+    of that median; this function instead divides point by point, ``r(x) = order(x) / order_pop(x)``, and
+    takes the median of ``r`` over the points. A score that generalises perfectly gives 1 at every level
+    (up to the Monte Carlo error of the chains); a block frozen by memorization gives 0.
+
+    The points may be noised fresh samples or noised training points: a training point is a sample of the
+    population, so the population posterior at ``x`` is defined in the same way for both.
+
+    Parameters
+    ----------
+    order
+        Measured order parameter of the two blocks of :data:`SPHERE_BLOCKS`, point by point, shape
+        ``(levels, n, 2)``, at the points ``base + sqrt(t) * noise`` (``sweep(...)["order"]`` of
+        :func:`diffnb.posterior.sweep` with ``variances`` and ``blocks=SPHERE_BLOCKS``).
+    base, noise
+        Base points ``(n, 30)`` and the standard normal noise ``(n, 30)`` of those points.
+    times
+        Noise levels, shape ``(levels,)``.
+    variances
+        Per-direction variances of the order parameter (:func:`sphere_variances`), shape ``(30,)``.
+    t_range
+        ``(t_lo, t_hi)``: only the levels with ``t_lo <= t <= t_hi`` are computed (the cost is one Markov
+        chain per point and level); the others are NaN. All levels by default.
+    n_steps
+        Steps of every chain (:func:`diffnb.posterior.sphere_posterior_variance`).
+    seed
+        Seed or generator of the chains.
+
+    Returns
+    -------
+    dict
+        ``times`` (levels,); ``normalised`` (levels, 2), the median over points of the per-point ratio;
+        ``population`` (levels, 2), the median over the same points of the generalising value itself. Both
+        are NaN at levels outside ``t_range``.
+    """
+    tt = _times(times, "times")
+    v = np.asarray(variances, dtype=np.float64)
+    if v.shape != (SPHERE.d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"variances must be {SPHERE.d} positive numbers, got shape {v.shape}")
+    base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
+        raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")
+    if not (np.all(np.isfinite(base)) and np.all(np.isfinite(noise))):
+        raise ValueError("base and noise must be finite")
+    measured = np.asarray(order, dtype=np.float64)
+    expected = (tt.size, base.shape[0], len(SPHERE_BLOCKS))
+    if measured.shape != expected:
+        raise ValueError(f"order must have shape (levels, n, 2) = {expected}, got {measured.shape}")
+    if not np.all(np.isfinite(measured)) or np.any(measured < 0):
+        raise ValueError("order must hold finite, non-negative values")
+    if t_range is None:
+        inside = np.ones(tt.size, dtype=bool)
+    else:
+        bounds = np.asarray(t_range, dtype=np.float64)
+        if bounds.shape != (2,) or not np.all(np.isfinite(bounds)) or not 0 < bounds[0] <= bounds[1]:
+            raise ValueError(f"t_range must be two noise levels 0 < t_lo <= t_hi, got {t_range!r}")
+        inside = (tt >= bounds[0]) & (tt <= bounds[1])
+    normalised = np.full((tt.size, len(SPHERE_BLOCKS)), np.nan)
+    population = normalised.copy()
+    if inside.any():
+        rng = np.random.default_rng(seed)
+        pop = _population_order(base, noise, tt[inside], v, n_steps=n_steps, rng=rng, chunk=_CHAIN_BATCH)
+        # A chain that (almost) never moves underestimates the population variance: its point's ratio comes
+        # out too large, +inf when the estimate is 0. The median over points is robust to such points, a few
+        # per 10 000 chains, whose acceptance is under 1% (set (a) at t < 4e-3, P = 100, 3000 steps).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(pop > 0, measured[inside] / pop, np.inf)
+        normalised[inside] = np.median(ratio, axis=1)
+        population[inside] = np.median(pop, axis=1)
+    return {"times": tt, "normalised": normalised, "population": population}
 
 
 def origin_probe(job: dict[str, Any]) -> dict[str, np.ndarray]:

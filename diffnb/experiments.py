@@ -178,6 +178,17 @@ def _memorization_jobs(scale: str) -> list[Job]:
     ``[1e-4, 0.5]``); the probe at the origin is the paper's grid ``linspace(1, 0.01, 100)``. The numbers of
     test points, the order-parameter grid, the reference and set (b) are the book's additions (the papers
     give no sizes for them; set (b)'s largest size is the spectral-gaps companion code's default, 20 000).
+
+    Set (a)'s order parameter is also divided by its generalising value point by point
+    (:func:`diffnb.empirical_sweeps.normalised_sphere_order`) at the first ``n_normalised`` test points, on
+    the levels in ``normalised_range`` (the crossings of 1/2 at quick scale lie between 1.9e-3 at
+    P = 20 000 and 0.28 at P = 10), with chains of ``reference_steps`` steps: one chain per point, level
+    and kind at 5e5 to 8e5 chain steps a second on one CPU thread, so about 13 s per job at ``quick``
+    scale (96 points, 18 levels), 85-90 s at ``full`` (all 384 points, 30 levels) and 80-100 s at ``paper``
+    (256 points, 40 levels). With 3000 steps the median per-point ratio moves by at most 0.04 between
+    chain seeds (0.07 at 1500 steps). At ``full`` every test point is used: with 128 of them the crossings
+    of neighbouring sizes (2x apart, where theory expects them to fall by about 10%) came out of order, the
+    fresh block's rising by 33% from P = 2500 to 5000; with 384 they fall at every step.
     """
     p = functools.partial(pick, scale=scale)
     order_grid = [-4.0, 1.5, p(quick=30, full=48, paper=64)]
@@ -190,6 +201,9 @@ def _memorization_jobs(scale: str) -> list[Job]:
         "spec_grid": [-4.0, float(np.log10(0.5)), p(quick=20, full=36, paper=100)],
         "n_population": p(quick=100_000, full=400_000),
         "delta": 0.05,
+        "n_normalised": p(quick=96, full=384, paper=256),
+        "normalised_range": [1e-3, 3.0],
+        "reference_steps": 3000,
     }
     jobs = [
         {**sphere, "n_train": n} for n in p(quick=[10, 100, 1_000, 5_000, 20_000], full=PAPER_SIZES, paper=PAPER_SIZES)

@@ -408,15 +408,48 @@ def generate(
     seed: int = 0,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    denoise: bool = True,
 ) -> torch.Tensor:
-    """Samples from a score model: the reverse SDE on a geometric grid of VE variances, then one Tweedie step.
+    """Samples from a score model: the reverse SDE on a geometric grid of VE variances, then a Tweedie step.
 
     The grid runs from ``t_max`` (default: the last step of the papers' DDPM schedule, :math:`t \\approx
-    2.5\\times10^4`) down to ``t_min`` (default: step 0, :math:`t = 10^{-4}`) in ``n_steps`` steps; the last
-    state is denoised by :math:`x + t\\,s(x, t)`, the posterior mean. Returns ``(n, d)``.
+    2.5\\times10^4`) down to ``t_min`` (default: step 0, :math:`t = 10^{-4}`) in ``n_steps`` steps
+    (:func:`diffnb.sampling.noise_grid`), starting from pure noise :math:`\\mathcal N(0, t_{max} I)`.
+
+    Parameters
+    ----------
+    score_fn
+        ``score_fn(x, t)`` on flat samples ``(n, d)`` at VE variances ``t`` of shape ``(n,)``.
+    n, d
+        Number of samples and their dimension.
+    n_steps
+        Euler–Maruyama steps of the reverse SDE (:func:`diffnb.sampling.sample`).
+    t_max, t_min
+        First and last VE variance of the grid.
+    seed
+        Seeds the start and the SDE noise (one CPU generator; a CUDA generator of the same seed for the noise
+        on a GPU).
+    device, dtype
+        Where and in which precision the samples are computed.
+    denoise
+        Apply the final denoising step (default). The reverse SDE stops at ``t_min`` with samples that still
+        carry the noise of variance ``t_min`` that the last level leaves; the final step replaces each by the
+        posterior mean :math:`x + t_{min}\\,s(x, t_{min})` (Tweedie's formula), the model's estimate of the
+        clean data point behind it. ``False`` skips it and returns the reverse SDE's states at ``t_min``:
+        samples of the model's law noised to ``t_min``. Chapter 8 does that: it samples a network over its
+        trained range only (``t`` from :math:`\\sigma_{max}^2 = 25` at ``quick`` scale down to
+        :math:`\\sigma_{min}^2 = 4\\times10^{-4}`) and measures the samples' distance to the
+        manifold against :math:`\\sqrt{t_{min}}`, the noise that the last level leaves.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, d)`` on ``device``.
     """
     from diffnb.sampling import noise_grid, sample
 
+    if not isinstance(denoise, (bool, np.bool_)):
+        raise ValueError(f"denoise must be True or False, got {denoise!r}")
     t_max = float(step_time(999)) if t_max is None else t_max
     t_min = float(step_time(0)) if t_min is None else t_min
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -425,6 +458,8 @@ def generate(
     cuda_gen = torch.Generator(device=device).manual_seed(int(seed)) if torch.device(device).type == "cuda" else gen
     result = sample(score_fn, x0, grid, generator=cuda_gen, progress=False)
     x = result.samples
+    if not denoise:
+        return x
     with torch.no_grad():
         return x + t_min * score_fn(x, torch.full((n,), t_min, dtype=x.dtype, device=x.device))
 

@@ -15,7 +15,10 @@ then one row per noise level. The functions here are vectorised over those axes:
   second-difference "cliff" estimator of the memorization paper;
 * :func:`dimension_over_time` — the same at every noise level (and every leading index) at once;
 * :func:`cliff_dimensions` — the official estimator's pooled output, as its code returns it;
-* :func:`crossing_time` — the noise level at which a curve over time first falls below a level.
+* :func:`crossing_time` — the noise level at which a curve over time first falls below a level (optionally
+  relative to a reference curve), interpolated in ``log t``;
+* :func:`first_level_where` — the first noise level on the grid at which a condition holds (e.g. a dimension
+  below ``k``), following the levels from the largest or the smallest.
 * :func:`mean_jacobian_spectra` — singular values of the score Jacobian averaged over (noised) points, per
   level, and :func:`resolution_above` — a resolution above a measured normal bulk;
 * :func:`classify_phases` — label every noise level trivial / coverage / consolidation at a resolution
@@ -48,6 +51,7 @@ __all__ = [
     "dimension_over_time",
     "cliff_dimensions",
     "crossing_time",
+    "first_level_where",
 ]
 
 #: The methods of :func:`estimate_dimension`.
@@ -311,12 +315,13 @@ def cliff_dimensions(spectra: Any, c: float = 10.0, d_bar: int = 0) -> np.ndarra
     return (d - (idx + 1 + d_bar)).astype(int)
 
 
-def crossing_time(times: Any, curve: Any, level: float = 0.5) -> np.ndarray:
+def crossing_time(times: Any, curve: Any, level: float = 0.5, *, reference: Any = None) -> np.ndarray:
     """Noise level at which a curve over time first falls below ``level`` when noise is decreased.
 
     Following the curve from the largest ``t`` down, the first interval where it goes from ``>= level`` to
     ``< level`` is located and the crossing interpolated linearly in ``log t``. Curves that never cross (or
-    start below the level) give NaN.
+    start below the level) give NaN. With ``reference``, the curve is divided by it first: the crossing of
+    ``level`` times a reference value (e.g. half of an order parameter's generalising value).
 
     Parameters
     ----------
@@ -326,16 +331,43 @@ def crossing_time(times: Any, curve: Any, level: float = 0.5) -> np.ndarray:
         Values, shape ``(..., n_times)`` matching ``times``.
     level
         The level to cross.
+    reference
+        Optional positive, finite values that ``curve`` is divided by before the crossing is located,
+        broadcastable to the shape of ``curve`` (e.g. one value per noise level, shape ``(n_times,)``, or
+        one per curve and level, the shape of ``curve``).
 
     Returns
     -------
     numpy.ndarray
         Shape ``curve.shape[:-1]`` (a 0-d array for one curve).
+
+    Raises
+    ------
+    ValueError
+        For malformed ``times``, a ``curve`` that does not match them, or a ``reference`` that is not
+        positive and finite or does not broadcast to the shape of ``curve``.
+
+    Examples
+    --------
+    >>> t = [0.01, 0.1, 1.0]  # curve / reference = 0.4, 0.6, 0.8: half way from 0.01 to 0.1 in log t
+    >>> round(float(crossing_time(t, [0.08, 0.3, 0.4], reference=[0.2, 0.5, 0.5])), 4)
+    0.0316
     """
     t = _positive_times(times, min_levels=2)
     y = _as_array(curve, "curve")
     if y.shape[-1] != t.shape[0]:
         raise ValueError(f"curve must have {t.shape[0]} values along its last axis, got {y.shape}")
+    if reference is not None:
+        ref = _as_array(reference, "reference")
+        try:
+            shape = np.broadcast_shapes(ref.shape, y.shape)
+        except ValueError:
+            shape = None
+        if shape != y.shape:
+            raise ValueError(f"reference of shape {ref.shape} does not broadcast to the shape of curve {y.shape}")
+        if np.any(ref <= 0):
+            raise ValueError("reference must be positive (a curve is divided by it)")
+        y = y / ref
     order = np.argsort(t)[::-1]  # large t first
     log_t, y = np.log(t[order]), y[..., order]
     above = y >= level
@@ -351,6 +383,66 @@ def crossing_time(times: Any, curve: Any, level: float = 0.5) -> np.ndarray:
         frac = np.where(y0 != y1, (y0 - level) / (y0 - y1), 0.0)
     out = np.exp(log_t[j - 1] + frac * (log_t[j] - log_t[j - 1]))
     return np.where(ok, out, np.nan)
+
+
+def first_level_where(times: Any, condition: Any, *, start: str = "large") -> np.ndarray:
+    """The first noise level at which a condition holds, following the levels from the largest or smallest.
+
+    The grid counterpart of :func:`crossing_time` for curves that are read level by level rather than
+    interpolated, typically an integer dimension: ``first_level_where(times, dims < 6)`` is the noise level at
+    which the dimension first drops below 6 as noise is decreased (the direction of generation), and
+    ``first_level_where(times, dims > 0, start="small")`` the smallest noise level at which any direction is
+    read. The condition is built by the caller, so the comparison (``<``, ``<=``, ``==``, ...) is explicit
+    there. Where it never holds the result is NaN.
+
+    Parameters
+    ----------
+    times
+        Noise levels, shape ``(n_times,)``, positive, any order.
+    condition
+        Booleans, shape ``(..., n_times)``, one per noise level in the order of ``times`` (any leading axes:
+        test points, data-set sizes).
+    start
+        ``"large"``: follow the levels from the largest ``t`` down; ``"small"``: from the smallest ``t`` up.
+
+    Returns
+    -------
+    numpy.ndarray
+        Noise levels (float64; NaN where the condition never holds), shape ``condition.shape[:-1]`` (a 0-d
+        array for one curve).
+
+    Raises
+    ------
+    TypeError
+        If ``condition`` is not boolean.
+    ValueError
+        For malformed ``times``, a ``condition`` that does not match them, or an unknown ``start``.
+
+    Examples
+    --------
+    >>> dims = [0, 3, 6, 7]  # at t = 0.001, 0.01, 0.1, 1
+    >>> float(first_level_where([0.001, 0.01, 0.1, 1.0], [d < 6 for d in dims]))
+    0.01
+    >>> float(first_level_where([0.001, 0.01, 0.1, 1.0], [d > 0 for d in dims], start="small"))
+    0.01
+    """
+    check_choice(start, ("large", "small"), "start")
+    t = _positive_times(times)
+    if isinstance(condition, torch.Tensor):
+        condition = condition.detach().cpu().numpy()
+    mask = np.asarray(condition)
+    if mask.dtype != bool:
+        raise TypeError(
+            f"condition must be an array of booleans (e.g. dims < 6), got dtype {mask.dtype}; compare first"
+        )
+    if mask.ndim == 0 or mask.shape[-1] != t.shape[0]:
+        raise ValueError(f"condition must have shape (..., {t.shape[0]}), one value per noise level, got {mask.shape}")
+    order = np.argsort(t, kind="stable")
+    if start == "large":
+        order = order[::-1]
+    ordered = mask[..., order]
+    first = np.argmax(ordered, axis=-1)
+    return np.where(np.any(ordered, axis=-1), t[order][first], np.nan)
 
 
 # ---------------------------------------------------------------------------------------------------------

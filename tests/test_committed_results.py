@@ -62,6 +62,8 @@ def _expected_shapes(job: dict) -> dict[str, tuple[int, ...]]:
                 f"{kind}_spectrum": (n_s, 30),
                 f"{kind}_dimension": (n_s,),
             }
+            if job.get("n_normalised", 0):
+                shapes |= {f"{kind}_order_normalised": (n_o, 2), f"{kind}_order_population": (n_o, 2)}
         return shapes
     if part == "probe":
         return {"times": (job["grid"][2],), "spectra": (job["grid"][2], 30)}
@@ -76,7 +78,18 @@ def _expected_shapes(job: dict) -> dict[str, tuple[int, ...]]:
 def test_arrays_have_the_expected_keys_and_shapes(loaded):
     for entry in loaded:
         job, result = entry["job"], entry["result"]
-        assert all(np.all(np.isfinite(v)) for v in result.values()), job
+        normalised = {k for k in result if k.endswith(("_order_normalised", "_order_population"))}
+        assert all(np.all(np.isfinite(v)) for k, v in result.items() if k not in normalised), job
+        if normalised:
+            # finite exactly on the levels inside normalised_range (the generalising value positive, the ratio
+            # non-negative: 0 where memorization has frozen a block), NaN elsewhere
+            lo, hi = job["normalised_range"]
+            times = result["order_times"]
+            inside = (times >= lo) & (times <= hi)
+            for key in normalised:
+                values = result[key][inside]
+                assert np.all(np.isfinite(values)) and np.all(values > 0 if "population" in key else values >= 0)
+                assert np.all(np.isnan(result[key][~inside])), (key, job)
         if job["part"] == "reference":
             n = result["times"].shape[0]
             assert set(result) == {"times", "order", "participation"} and n > 0

@@ -158,3 +158,104 @@ def test_population_reference_bad_input(kwargs, match):
     args = {"times": [0.1], "variances": np.ones(30), **kwargs}
     with pytest.raises(ValueError, match=match):
         es.sphere_population_reference(args.pop("times"), args.pop("variances"), n_steps=60, **args)
+
+
+def test_normalised_order_is_one_for_a_huge_training_set_and_small_when_memorizing():
+    """Per-point ratio empirical / population posterior: about 1 at P = 50 000 (measured 0.982 to 1.020 over
+    4 seeds of 24 points at t = 0.05, 0.2, 0.6, chains of 2000 steps; 0.986 to 1.033 at P = 100 000), and
+    near 0 for a small training set at small noise (its posterior sits on one training point)."""
+    v = es.sphere_variances(20_000)
+    times = [0.05, 0.2, 0.6]
+    rng = np.random.default_rng([7, 0])
+    data = es.SPHERE.sample(50_000, seed=rng)
+    base, noise = es.SPHERE.sample(24, seed=rng), rng.standard_normal((24, 30))
+    order = sweep(data, base, noise, times, variances=v, blocks=es.SPHERE_BLOCKS, spectra=False)["order"]
+    out = es.normalised_sphere_order(order, base, noise, times, v, n_steps=2000, seed=0)
+    np.testing.assert_allclose(out["normalised"], 1.0, atol=0.06)
+    assert 0.4 < out["population"][0, 0] < 0.85  # the ring at small noise: below 1 (measured 0.69)
+    np.testing.assert_array_equal(out["times"], times)
+    small = sweep(data[:100], base, noise, [0.003], variances=v, blocks=es.SPHERE_BLOCKS, spectra=False)["order"]
+    frozen = es.normalised_sphere_order(small, base, noise, [0.003], v, n_steps=300, seed=0)["normalised"]
+    assert np.all(frozen < 0.1)
+
+
+def test_normalised_order_shapes_range_and_seed():
+    v = es.sphere_variances(20_000)
+    times = np.logspace(-3, 0.5, 5)
+    rng = np.random.default_rng(3)
+    base, noise = es.SPHERE.sample(6, seed=rng), rng.standard_normal((6, 30))
+    order = rng.uniform(0.2, 1.0, (5, 6, 2))
+    out = es.normalised_sphere_order(order, base, noise, times, v, t_range=[1e-2, 1.0], n_steps=100, seed=1)
+    assert out["normalised"].shape == out["population"].shape == (5, 2)
+    inside = (times >= 1e-2) & (times <= 1.0)
+    assert np.all(np.isnan(out["normalised"][~inside])) and np.all(np.isnan(out["population"][~inside]))
+    assert np.all(np.isfinite(out["normalised"][inside])) and np.all(out["population"][inside] > 0)
+    again = es.normalised_sphere_order(order, base, noise, times, v, t_range=[1e-2, 1.0], n_steps=100, seed=1)
+    np.testing.assert_array_equal(out["normalised"], again["normalised"])  # seeded
+    # twice the measured order parameter: twice the ratio, point by point
+    double = es.normalised_sphere_order(2 * order, base, noise, times, v, t_range=[1e-2, 1.0], n_steps=100, seed=1)
+    np.testing.assert_allclose(double["normalised"][inside], 2 * out["normalised"][inside])
+    none = es.normalised_sphere_order(order, base, noise, times, v, t_range=[10.0, 20.0], n_steps=100)
+    assert np.all(np.isnan(none["normalised"]))
+
+
+def test_sphere_sweep_normalised_outputs_leave_the_others_unchanged():
+    """The new outputs draw from their own generator: every old output is the same number, and the new ones
+    are normalised_sphere_order at the job's first n_normalised points with the documented generator."""
+    job = {**SPHERE_JOB, "n_normalised": 4, "normalised_range": [1e-2, 1.0], "reference_steps": 100}
+    old, new = es.sphere_sweep(SPHERE_JOB), es.sphere_sweep(job)
+    assert set(new) - set(old) == {f"{k}_order_{w}" for k in es.KINDS for w in ("normalised", "population")}
+    for key in old:
+        np.testing.assert_array_equal(old[key], new[key])
+    times = old["order_times"]
+    inside = (times >= 1e-2) & (times <= 1.0)
+    rng = es.job_rng(job)
+    data = es.SPHERE.sample(60, seed=rng)
+    chains = np.random.default_rng([0, len(es.PARTS) + 1, 60])
+    for kind in es.KINDS:
+        base = es._test_points(kind, data, 5, es.SPHERE, rng)
+        noise = rng.standard_normal((5, 30))
+        order = sweep(data, base, noise, times, variances=new["variances"], blocks=es.SPHERE_BLOCKS, spectra=False)
+        expected = es.normalised_sphere_order(
+            order["order"][:, :4],
+            base[:4],
+            noise[:4],
+            times,
+            new["variances"],
+            t_range=[1e-2, 1.0],
+            n_steps=100,
+            seed=chains,
+        )
+        np.testing.assert_array_equal(new[f"{kind}_order_normalised"], expected["normalised"])
+        assert new[f"{kind}_order_normalised"].shape == (6, 2)
+        assert np.all(np.isnan(new[f"{kind}_order_normalised"][~inside]))
+    with pytest.raises(ValueError, match="n_normalised must lie"):
+        es.sphere_sweep({**job, "n_normalised": 6})
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"order": np.ones((2, 3, 2))}, "order must have shape"),
+        ({"order": -np.ones((1, 3, 2))}, "finite, non-negative"),
+        ({"noise": np.zeros((2, 30))}, "must both have shape"),
+        ({"base": np.full((3, 30), np.nan)}, "must be finite"),
+        ({"variances": np.ones(7)}, "variances must be 30 positive"),
+        ({"times": [0.0]}, "times must be"),
+        ({"t_range": [1.0, 0.1]}, "t_range must be"),
+        ({"t_range": [0.1]}, "t_range must be"),
+        ({"n_steps": 10}, "n_steps must be"),
+    ],
+)
+def test_normalised_order_bad_input(change, match):
+    args = {
+        "order": np.ones((1, 3, 2)),
+        "base": np.ones((3, 30)) / np.sqrt(30),
+        "noise": np.zeros((3, 30)),
+        "times": [0.1],
+        "variances": np.ones(30),
+        **change,
+    }
+    kwargs = {k: args.pop(k) for k in ("t_range", "n_steps") if k in args}
+    with pytest.raises(ValueError, match=match):
+        es.normalised_sphere_order(*args.values(), **kwargs)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffnb import image_protocol as ip
-from diffnb import scores
+from diffnb import sampling, scores
 from diffnb.data import LinearManifold
 
 
@@ -148,6 +148,33 @@ def test_generate_is_seeded():
     b = ip.generate(lambda x, t: fn(x.double(), t.double()).float(), 3, 4, n_steps=20, seed=1)
     torch.testing.assert_close(a, b)
     assert a.shape == (3, 4) and a[:, 2:].abs().max() < 0.05  # samples land on the 2-d subspace
+
+
+def test_generate_without_denoising_returns_the_reverse_sde_states():
+    fn = scores.make_linear_score(np.eye(4)[:, :2])
+    calls = []
+
+    def score(x, t):
+        calls.append(float(t[0]))
+        return fn(x.double(), t.double()).float()
+
+    raw = ip.generate(score, 3, 4, n_steps=20, t_max=50.0, t_min=1e-3, seed=2, denoise=False)
+    assert len(calls) == 20 and min(calls) > 1e-3  # no evaluation at t_min: the SDE only
+    # a hand call of the sampler on the same grid, start and seed
+    gen = torch.Generator().manual_seed(2)
+    x0 = torch.randn(3, 4, generator=gen) * 50.0**0.5
+    grid = sampling.noise_grid(50.0, 1e-3, 20)
+    hand = sampling.sample(score, x0, grid, generator=gen, progress=False).samples
+    torch.testing.assert_close(raw, hand, rtol=0, atol=0)
+    # the default denoises exactly those states by one Tweedie step at t_min
+    denoised = ip.generate(score, 3, 4, n_steps=20, t_max=50.0, t_min=1e-3, seed=2)
+    assert calls[-1] == pytest.approx(1e-3)
+    tweedie = raw + 1e-3 * score(raw, torch.full((3,), 1e-3))
+    torch.testing.assert_close(denoised, tweedie, rtol=0, atol=0)
+    # the noise of variance t_min left in the normal directions is removed by the step
+    assert raw[:, 2:].abs().max() > 3 * denoised[:, 2:].abs().max()
+    with pytest.raises(ValueError, match="denoise must be True or False"):
+        ip.generate(score, 3, 4, n_steps=20, denoise="no")
 
 
 def test_command_runs_and_resumes_from_the_cache(capsys):

@@ -14,6 +14,7 @@ from diffnb.spectra import (
     crossing_time,
     dimension_over_time,
     estimate_dimension,
+    first_level_where,
     gaussian_score_spectra,
     linear_score_spectra,
     normalize_spectrum,
@@ -235,6 +236,86 @@ def test_crossing_time_bad_input():
         crossing_time([0.1], [1.0])
     with pytest.raises(ValueError, match="curve"):
         crossing_time([0.1, 1.0], [1.0, 0.0, 0.5])
+
+
+def test_crossing_time_reference_divides_the_curve_first():
+    times = np.logspace(-3, 0, 5)
+    rng = np.random.default_rng(0)
+    curves = np.sort(rng.uniform(0.05, 1.0, size=(2, 3, 5)), axis=-1)  # rising with t
+    ref = rng.uniform(0.5, 1.0, size=(3, 5))  # broadcasts over the first axis
+    expected = crossing_time(times, curves / ref, level=0.4)
+    np.testing.assert_array_equal(crossing_time(times, curves, level=0.4, reference=ref), expected)
+    # one value per noise level, shape (n_times,)
+    np.testing.assert_array_equal(crossing_time(times, curves, reference=ref[0]), crossing_time(times, curves / ref[0]))
+    # hand-built: curve / reference = 0.25, 0.75 around a crossing of 1/2 half way in log t
+    out = crossing_time([1e-2, 1e-1], [0.15, 0.3], reference=[0.6, 0.4])
+    assert float(out) == pytest.approx(10**-1.5)
+
+
+def test_crossing_time_reference_bad_input():
+    times, curve = [0.1, 1.0], [[0.2, 0.8], [0.1, 0.9]]
+    with pytest.raises(ValueError, match="reference"):
+        crossing_time(times, curve, reference=[1.0, 0.0])
+    with pytest.raises(ValueError, match="reference"):
+        crossing_time(times, curve, reference=[1.0, -2.0])
+    with pytest.raises(ValueError, match="reference"):
+        crossing_time(times, curve, reference=[1.0, np.nan])
+    with pytest.raises(ValueError, match="reference"):
+        crossing_time(times, curve, reference=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="reference"):  # would broadcast the curve to a larger shape
+        crossing_time(times, curve, reference=np.ones((3, 2, 2)))
+
+
+# -------------------------------------------------------------------------------- first_level_where
+
+
+def test_first_level_where_hand_built():
+    times = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    dims = np.array([0, 3, 6, 7])
+    # from large t down: first level where the dimension drops below 6, and where it reaches 0
+    assert float(first_level_where(times, dims < 6)) == pytest.approx(1e-2)
+    assert float(first_level_where(times, dims == 0)) == pytest.approx(1e-3)
+    # from small t up: the smallest level at which any direction is read
+    assert float(first_level_where(times, dims > 0, start="small")) == pytest.approx(1e-2)
+    # a dip and a recovery: the first level met from each end
+    wavy = np.array([True, False, True, False])
+    assert float(first_level_where(times, wavy)) == pytest.approx(1e-1)
+    assert float(first_level_where(times, wavy, start="small")) == pytest.approx(1e-3)
+
+
+def test_first_level_where_any_order_of_times_and_batches():
+    times = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    dims = np.array([[0, 3, 6, 7], [0, 0, 5, 7], [1, 2, 3, 4]])
+    perm = np.array([2, 0, 3, 1])
+    for start in ("large", "small"):
+        cond = dims < 6 if start == "large" else dims > 0
+        out = first_level_where(times, cond, start=start)
+        assert out.shape == (3,)
+        np.testing.assert_array_equal(first_level_where(times[perm], cond[:, perm], start=start), out)
+    np.testing.assert_allclose(first_level_where(times, dims < 6), [1e-2, 1e-1, 1.0])
+    np.testing.assert_allclose(first_level_where(times, dims > 0, start="small"), [1e-2, 1e-1, 1e-3])
+    # torch booleans are accepted
+    assert float(first_level_where(times, torch.tensor(dims[0] < 6))) == pytest.approx(1e-2)
+
+
+def test_first_level_where_never_gives_nan():
+    times = np.logspace(-3, 0, 4)
+    out = first_level_where(times, np.array([[False] * 4, [False, False, True, False]]))
+    assert np.isnan(out[0]) and out[1] == pytest.approx(1e-1)
+    assert np.isnan(first_level_where(times, np.zeros(4, dtype=bool), start="small"))
+
+
+def test_first_level_where_bad_input():
+    with pytest.raises(TypeError, match="condition"):
+        first_level_where([0.1, 1.0], [0, 3])  # integers, not a comparison
+    with pytest.raises(ValueError, match="condition"):
+        first_level_where([0.1, 1.0], [True, False, True])
+    with pytest.raises(ValueError, match="condition"):
+        first_level_where([0.1, 1.0], np.bool_(True))
+    with pytest.raises(ValueError, match="times"):
+        first_level_where([0.1, -1.0], [True, False])
+    with pytest.raises(ValueError, match="start"):
+        first_level_where([0.1, 1.0], [True, False], start="middle")
 
 
 # ---------------------------------------------------------------------------------- exact linear-score spectra
