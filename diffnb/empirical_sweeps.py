@@ -138,7 +138,8 @@ def sphere_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
     When the job has ``n_normalised > 0`` (at most ``n_order``), the first ``n_normalised`` test points of
     each kind also get the order parameter divided by its generalising value at the same point and noise
     level (:func:`normalised_sphere_order`), on the order levels inside ``normalised_range = [t_lo, t_hi]``
-    (inclusive; NaN elsewhere), with Monte Carlo chains of ``reference_steps`` steps (default 3000). At a
+    (inclusive; NaN elsewhere; every level when the job has no ``normalised_range``), with Monte Carlo chains
+    of ``reference_steps`` steps (default 3000). At a
     noised training point the generalising value is as well defined as at a fresh sample: a training point
     is a sample of the population, so the population posterior at ``x`` is what a perfectly generalising
     score would use there. The chains draw from their own generator,
@@ -164,7 +165,7 @@ def sphere_sweep(job: dict[str, Any]) -> dict[str, np.ndarray]:
     if not 0 <= n_normalised <= n_order:
         raise ValueError(f"n_normalised must lie in [0, n_order = {n_order}], got {n_normalised}")
     if n_normalised:
-        t_range = job["normalised_range"]
+        t_range = job.get("normalised_range")  # None: every level
         n_steps = int(job.get("reference_steps", 3000))
         # the chains' own generator: the draws of job_rng (hence every other output) stay as they were
         chain_rng = np.random.default_rng([int(job["seed"]), len(PARTS) + 1, int(job["n_train"])])
@@ -330,6 +331,8 @@ def _population_order(
 
 #: Chains of :func:`sphere_posterior_variance` run at once by :func:`normalised_sphere_order` (per chain,
 #: larger batches run slower on one CPU thread: about 4.8e5 chain steps per second at 2000, 3.2e5 at 8000).
+#: The batches draw from one generator in turn, so changing this changes the chains' draws, hence the
+#: results of a seeded call (within their Monte Carlo error): it is part of what a job computes.
 _CHAIN_BATCH = 2048
 
 

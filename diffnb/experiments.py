@@ -181,9 +181,10 @@ def _memorization_jobs(scale: str) -> list[Job]:
 
     Set (a)'s order parameter is also divided by its generalising value point by point
     (:func:`diffnb.empirical_sweeps.normalised_sphere_order`) at the first ``n_normalised`` test points, on
-    the levels in ``normalised_range`` (the crossings of 1/2 at quick scale lie between 1.9e-3 at
-    P = 20 000 and 0.28 at P = 10), with chains of ``reference_steps`` steps: one chain per point, level
-    and kind at 5e5 to 8e5 chain steps a second on one CPU thread, so about 13 s per job at ``quick``
+    the levels in ``normalised_range`` (the crossings of half the generalising value at quick scale lie
+    between 1.9e-3 at P = 20 000 and 0.28 at P = 10), with chains of ``reference_steps`` steps: one chain
+    per point, level and kind at 5e5 to 8e5 chain steps a second on one CPU thread (batches of 2048
+    chains, ``empirical_sweeps._CHAIN_BATCH``), so about 13 s per job at ``quick``
     scale (96 points, 18 levels), 85-90 s at ``full`` (all 384 points, 30 levels) and 80-100 s at ``paper``
     (256 points, 40 levels). With 3000 steps the median per-point ratio moves by at most 0.04 between
     chain seeds (0.07 at 1500 steps). At ``full`` every test point is used: with 128 of them the crossings

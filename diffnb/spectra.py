@@ -15,8 +15,8 @@ then one row per noise level. The functions here are vectorised over those axes:
   second-difference "cliff" estimator of the memorization paper;
 * :func:`dimension_over_time` — the same at every noise level (and every leading index) at once;
 * :func:`cliff_dimensions` — the official estimator's pooled output, as its code returns it;
-* :func:`crossing_time` — the noise level at which a curve over time first falls below a level (optionally
-  relative to a reference curve), interpolated in ``log t``;
+* :func:`crossing_time` — the noise level at which a curve over time first falls below a level, interpolated
+  in ``log t``;
 * :func:`first_level_where` — the first noise level on the grid at which a condition holds (e.g. a dimension
   below ``k``), following the levels from the largest or the smallest.
 * :func:`mean_jacobian_spectra` — singular values of the score Jacobian averaged over (noised) points, per
@@ -315,13 +315,12 @@ def cliff_dimensions(spectra: Any, c: float = 10.0, d_bar: int = 0) -> np.ndarra
     return (d - (idx + 1 + d_bar)).astype(int)
 
 
-def crossing_time(times: Any, curve: Any, level: float = 0.5, *, reference: Any = None) -> np.ndarray:
+def crossing_time(times: Any, curve: Any, level: float = 0.5) -> np.ndarray:
     """Noise level at which a curve over time first falls below ``level`` when noise is decreased.
 
     Following the curve from the largest ``t`` down, the first interval where it goes from ``>= level`` to
     ``< level`` is located and the crossing interpolated linearly in ``log t``. Curves that never cross (or
-    start below the level) give NaN. With ``reference``, the curve is divided by it first: the crossing of
-    ``level`` times a reference value (e.g. half of an order parameter's generalising value).
+    start below the level) give NaN.
 
     Parameters
     ----------
@@ -331,43 +330,16 @@ def crossing_time(times: Any, curve: Any, level: float = 0.5, *, reference: Any 
         Values, shape ``(..., n_times)`` matching ``times``.
     level
         The level to cross.
-    reference
-        Optional positive, finite values that ``curve`` is divided by before the crossing is located,
-        broadcastable to the shape of ``curve`` (e.g. one value per noise level, shape ``(n_times,)``, or
-        one per curve and level, the shape of ``curve``).
 
     Returns
     -------
     numpy.ndarray
         Shape ``curve.shape[:-1]`` (a 0-d array for one curve).
-
-    Raises
-    ------
-    ValueError
-        For malformed ``times``, a ``curve`` that does not match them, or a ``reference`` that is not
-        positive and finite or does not broadcast to the shape of ``curve``.
-
-    Examples
-    --------
-    >>> t = [0.01, 0.1, 1.0]  # curve / reference = 0.4, 0.6, 0.8: half way from 0.01 to 0.1 in log t
-    >>> round(float(crossing_time(t, [0.08, 0.3, 0.4], reference=[0.2, 0.5, 0.5])), 4)
-    0.0316
     """
     t = _positive_times(times, min_levels=2)
     y = _as_array(curve, "curve")
     if y.shape[-1] != t.shape[0]:
         raise ValueError(f"curve must have {t.shape[0]} values along its last axis, got {y.shape}")
-    if reference is not None:
-        ref = _as_array(reference, "reference")
-        try:
-            shape = np.broadcast_shapes(ref.shape, y.shape)
-        except ValueError:
-            shape = None
-        if shape != y.shape:
-            raise ValueError(f"reference of shape {ref.shape} does not broadcast to the shape of curve {y.shape}")
-        if np.any(ref <= 0):
-            raise ValueError("reference must be positive (a curve is divided by it)")
-        y = y / ref
     order = np.argsort(t)[::-1]  # large t first
     log_t, y = np.log(t[order]), y[..., order]
     above = y >= level
@@ -383,6 +355,11 @@ def crossing_time(times: Any, curve: Any, level: float = 0.5, *, reference: Any 
         frac = np.where(y0 != y1, (y0 - level) / (y0 - y1), 0.0)
     out = np.exp(log_t[j - 1] + frac * (log_t[j] - log_t[j - 1]))
     return np.where(ok, out, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# spectra of score networks (and any score callable) over points and noise levels
+# ---------------------------------------------------------------------------------------------------------
 
 
 def first_level_where(times: Any, condition: Any, *, start: str = "large") -> np.ndarray:

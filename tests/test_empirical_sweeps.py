@@ -231,6 +231,10 @@ def test_sphere_sweep_normalised_outputs_leave_the_others_unchanged():
         assert np.all(np.isnan(new[f"{kind}_order_normalised"][~inside]))
     with pytest.raises(ValueError, match="n_normalised must lie"):
         es.sphere_sweep({**job, "n_normalised": 6})
+    # without a normalised_range every level is computed
+    every = es.sphere_sweep({k: v for k, v in job.items() if k != "normalised_range"})
+    for kind in es.KINDS:
+        assert np.all(np.isfinite(every[f"{kind}_order_normalised"]))
 
 
 @pytest.mark.parametrize(

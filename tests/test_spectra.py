@@ -238,37 +238,6 @@ def test_crossing_time_bad_input():
         crossing_time([0.1, 1.0], [1.0, 0.0, 0.5])
 
 
-def test_crossing_time_reference_divides_the_curve_first():
-    times = np.logspace(-3, 0, 5)
-    rng = np.random.default_rng(0)
-    curves = np.sort(rng.uniform(0.05, 1.0, size=(2, 3, 5)), axis=-1)  # rising with t
-    ref = rng.uniform(0.5, 1.0, size=(3, 5))  # broadcasts over the first axis
-    expected = crossing_time(times, curves / ref, level=0.4)
-    np.testing.assert_array_equal(crossing_time(times, curves, level=0.4, reference=ref), expected)
-    # one value per noise level, shape (n_times,)
-    np.testing.assert_array_equal(crossing_time(times, curves, reference=ref[0]), crossing_time(times, curves / ref[0]))
-    # hand-built: curve / reference = 0.25, 0.75 around a crossing of 1/2 half way in log t
-    out = crossing_time([1e-2, 1e-1], [0.15, 0.3], reference=[0.6, 0.4])
-    assert float(out) == pytest.approx(10**-1.5)
-
-
-def test_crossing_time_reference_bad_input():
-    times, curve = [0.1, 1.0], [[0.2, 0.8], [0.1, 0.9]]
-    with pytest.raises(ValueError, match="reference"):
-        crossing_time(times, curve, reference=[1.0, 0.0])
-    with pytest.raises(ValueError, match="reference"):
-        crossing_time(times, curve, reference=[1.0, -2.0])
-    with pytest.raises(ValueError, match="reference"):
-        crossing_time(times, curve, reference=[1.0, np.nan])
-    with pytest.raises(ValueError, match="reference"):
-        crossing_time(times, curve, reference=[1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match="reference"):  # would broadcast the curve to a larger shape
-        crossing_time(times, curve, reference=np.ones((3, 2, 2)))
-
-
-# -------------------------------------------------------------------------------- first_level_where
-
-
 def test_first_level_where_hand_built():
     times = np.array([1e-3, 1e-2, 1e-1, 1.0])
     dims = np.array([0, 3, 6, 7])
