@@ -241,6 +241,19 @@ def reference_points(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return base, noise
 
 
+def _sphere_points(variances: Any, base: Any, noise: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked float64 ``variances`` (30,), ``base`` and ``noise`` (n, 30) of set (a)'s test points."""
+    v = np.asarray(variances, dtype=np.float64)
+    if v.shape != (SPHERE.d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"variances must be {SPHERE.d} positive numbers, got shape {v.shape}")
+    base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
+        raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")
+    if not (np.all(np.isfinite(base)) and np.all(np.isfinite(noise))):
+        raise ValueError("base and noise must be finite")
+    return v, base, noise
+
+
 def sphere_population_reference(
     times: Any,
     variances: Any,
@@ -282,9 +295,6 @@ def sphere_population_reference(
         parameter under the population posterior.
     """
     tt = _times(times, "times")
-    v = np.asarray(variances, dtype=np.float64)
-    if v.shape != (SPHERE.d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
-        raise ValueError(f"variances must be {SPHERE.d} positive numbers, got shape {v.shape}")
     if (base is None) != (noise is None):
         raise ValueError("base and noise must be given together (or neither, for fresh samples)")
     rng = np.random.default_rng([int(seed), len(PARTS)])
@@ -293,9 +303,7 @@ def sphere_population_reference(
             raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
         base = SPHERE.sample(int(n_points), seed=rng)
         noise = rng.standard_normal(base.shape)
-    base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
-    if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
-        raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")
+    v, base, noise = _sphere_points(variances, base, noise)
     order = _population_order(base, noise, tt, v, n_steps=n_steps, rng=rng)
     return {"times": tt, "order": np.median(order, axis=1)}
 
@@ -390,14 +398,7 @@ def normalised_sphere_order(
         are NaN at levels outside ``t_range``.
     """
     tt = _times(times, "times")
-    v = np.asarray(variances, dtype=np.float64)
-    if v.shape != (SPHERE.d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
-        raise ValueError(f"variances must be {SPHERE.d} positive numbers, got shape {v.shape}")
-    base, noise = np.asarray(base, dtype=np.float64), np.asarray(noise, dtype=np.float64)
-    if base.ndim != 2 or base.shape[1] != SPHERE.d or noise.shape != base.shape:
-        raise ValueError(f"base and noise must both have shape (n, {SPHERE.d}), got {base.shape} and {noise.shape}")
-    if not (np.all(np.isfinite(base)) and np.all(np.isfinite(noise))):
-        raise ValueError("base and noise must be finite")
+    v, base, noise = _sphere_points(variances, base, noise)
     measured = np.asarray(order, dtype=np.float64)
     expected = (tt.size, base.shape[0], len(SPHERE_BLOCKS))
     if measured.shape != expected:

@@ -151,6 +151,7 @@ def test_population_reference_and_the_reference_jobs_points():
         ({"variances": np.ones(29)}, "variances must be 30 positive"),
         ({"base": np.ones((2, 30)) / np.sqrt(30)}, "base and noise must be given together"),
         ({"base": np.ones((2, 30)) / np.sqrt(30), "noise": np.zeros((3, 30))}, "must both have shape"),
+        ({"base": np.full((2, 30), np.nan), "noise": np.zeros((2, 30))}, "must be finite"),
         ({"times": [0.1, -1.0]}, "times must be"),
     ],
 )
