@@ -1,9 +1,9 @@
 """Training many small score networks: one vectorised ensemble against one model after another.
 
 Chapter 5 trains the points of a data-set-size sweep (and the three linear-manifold models) as ensembles:
-``diffnb.training.train_ensemble`` stacks the members' parameters and runs one ``torch.func.vmap`` of the
+``diffnb.training.train_ensemble`` stacks the members' parameters and runs one batched forward pass of the
 network per step, with per-member draws, so that the result equals training them one by one. This script
-times 9 members both ways, on one and on two CPU threads, for
+times 9 members both ways, on one thread and on every core (``BENCH_THREADS=k``: only ``k``), for
 
 * the chapter's sweep network (``NET_SWEEP`` below, d = 30), and
 * the official ``DDPMTabular`` of the memorization paper (``NetConfig.official_tabular``), whose time
@@ -13,7 +13,8 @@ Modes: ``one by one`` (``vectorize=False``), ``vmap`` (``torch.func.vmap`` of ``
 stacked parameters) and ``stacked`` (``diffnb.nets.stacked_forward``: batched matrix products with fused biases,
 the default). Throughput is model-steps per second (9 members x steps / wall time); the CPU time of the
 process is printed too, since the machine may be shared. Each time is the best of ``--repeats`` runs (2), the same
-for every mode. Target: the ensemble at least 2x the one-by-one throughput.
+for every mode. Target: the ensemble at least 2x the one-by-one throughput. A last block compares each mode at
+its fastest thread setting.
 Run:  python benchmarks/training.py  [--steps 300] [--repeats 2]
 """
 
@@ -25,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+from _bench import keep_fastest, thread_counts_from_env
 
 from diffnb.data import AxisAlignedManifold
 from diffnb.nets import NetConfig
@@ -74,14 +76,24 @@ def main() -> None:
     # warm up (imports, first vmap trace)
     for mode in MODES:
         run(NET_SWEEP, datasets[:2], 20, mode, 1)
-    for name, net in (("sweep net", NET_SWEEP), ("DDPMTabular", NetConfig.official_tabular(30))):
-        for threads in (1, 2):
+    networks = (("sweep net", NET_SWEEP), ("DDPMTabular", NetConfig.official_tabular(30)))
+    fastest: dict[str, tuple[float, int]] = {}
+    for name, net in networks:
+        for threads in thread_counts_from_env():
             base = None
             for mode in MODES:
                 wall, cpu = min(run(net, datasets, args.steps, mode, threads) for _ in range(args.repeats))
                 rate = n * args.steps / wall
                 base = rate if base is None else base
                 print(f"{name:>14} {threads:>7} {mode:>10} {wall:8.2f} {cpu:8.2f} {rate:14.0f} {rate / base:8.2f}x")
+                keep_fastest(fastest, f"{name}/{mode}", wall, threads)
+    print("\neach at its fastest thread setting (model-steps/s):")
+    for name, _ in networks:
+        (t_one, n_one), (t_stack, n_stack) = fastest[f"{name}/one by one"], fastest[f"{name}/stacked"]
+        print(
+            f"{name:>14}: stacked {n * args.steps / t_stack:.0f} on {n_stack} thread(s), one by one "
+            f"{n * args.steps / t_one:.0f} on {n_one} thread(s): {t_one / t_stack:.2f}x"
+        )
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
