@@ -231,7 +231,7 @@ def _memorization_jobs(scale: str) -> list[Job]:
             "seed": 0,
             "n_train": n,
             "n_points": p(quick=64, full=256, paper=512),
-            "n_spectra": p(quick=8, full=32, paper=64) if n in spectrum_sizes else 0,
+            "n_spectra": p(quick=32, full=32, paper=64) if n in spectrum_sizes else 0,
             "grid": [-2.5, 0.8, p(quick=22, full=40, paper=48)],
         }
         for n in p(
