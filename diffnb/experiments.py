@@ -248,6 +248,8 @@ def _memorization_jobs(scale: str) -> list[Job]:
     chapter="4",
     description="exact empirical-score spectra, order parameters and dimensions over noise and data-set size",
     jobs=_memorization_jobs,
+    # 2: the population sampler behind set (a)'s normalised order parameter gained its small moves
+    version=2,
 )
 def empirical_memorization(job: Job) -> JobResult:
     """One job of chapter 4 (:func:`diffnb.empirical_sweeps.run`): a data-set size of set (a) or (b), the
