@@ -84,6 +84,7 @@ def export(name: str, scale: str | None = None, folder: Path | str | None = None
             "chapter": experiment.chapter,
             "scale": scale,
             "job": job,
+            "experiment_version": experiment.version,
             "version": record.get("version"),
             "commit": commit,
             "hardware": record.get("hardware"),
@@ -212,8 +213,10 @@ def gather(
 
     This is how a notebook gets its heavy numbers. At ``paper`` scale (or with ``committed=True``) it first
     reads the exported results under ``results/<name>/<scale>/`` (:func:`load`) and uses those whose job
-    configuration equals one of the experiment's jobs; jobs without a committed result are computed in this
-    process (with a warning that says so first), through the on-disk cache unless ``cache`` is false.
+    configuration equals one of the experiment's jobs and whose experiment version is the current one
+    (records exported before versions were recorded count as version 1); jobs without such a result are
+    computed in this process (with a warning that says so first), through the on-disk cache unless ``cache``
+    is false.
 
     Parameters
     ----------
@@ -242,12 +245,17 @@ def gather(
     root = Path(folder) if folder is not None else results_dir()
     stored = {}
     if committed:
-        stored = {_job_text(entry["job"]): entry for entry in load(name, scale, root)}
+        stored = {
+            _job_text(entry["job"]): entry
+            for entry in load(name, scale, root)
+            if entry["meta"].get("experiment_version", 1) == experiment.version
+        }
     out = Gathered(name, scale, [], [], [], [], root / name / scale if committed else None, [])
     missing = sum(_job_text(job) not in stored for job in jobs)
     if committed and missing:
         warnings.warn(
-            f"{name}: {missing} of {len(jobs)} jobs at scale {scale} have no committed result in {out.folder}; "
+            f"{name}: {missing} of {len(jobs)} jobs at scale {scale} have no committed result of the experiment's "
+            f"version {experiment.version} in {out.folder}; "
             f"computing them here (`python -m diffnb run {name} --scale {scale} --export` precomputes them)",
             stacklevel=2,
         )

@@ -40,6 +40,10 @@ def test_every_paper_job_is_committed_and_current(loaded):
     assert sorted(_text(e["job"]) for e in loaded) == sorted(_text(j) for j in jobs), (
         "the committed results do not match the experiment's paper-scale jobs; recompute them"
     )
+    version = get_experiment(NAME).version
+    assert all(e["meta"].get("experiment_version", 1) == version for e in loaded), (
+        f"some committed results predate version {version} of the experiment; recompute them"
+    )
 
 
 def test_records_say_where_and_how(loaded):

@@ -142,7 +142,7 @@ def test_gather_reads_committed_results_and_computes_the_rest(tmp_path, monkeypa
             meta["job"]["n_order"] = 99
             path.write_text(json.dumps(meta))
     monkeypatch.setenv("DIFFNB_CACHE", "off")
-    with pytest.warns(UserWarning, match="1 of 2 jobs at scale paper have no committed result"):
+    with pytest.warns(UserWarning, match="1 of 2 jobs at scale paper have no committed result of the"):
         got = results.gather(NAME, "paper", folder=folder)
     assert got.sources == ["committed", "computed"] and got.committed == 1
     assert got.folder == folder / NAME / "paper"
@@ -161,6 +161,36 @@ def test_gather_reads_committed_results_and_computes_the_rest(tmp_path, monkeypa
     second = results.gather(NAME, "full", folder=folder)
     assert first.sources == ["computed", "computed"] and second.sources == ["cache", "cache"]
     assert "2 cached" in second.summary()
+
+
+def test_gather_ignores_committed_results_of_an_older_experiment_version(tmp_path, monkeypatch, small_jobs):
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "results"
+    run_sweep(NAME, "paper", progress=False)
+    files = results.export(NAME, "paper", folder)
+    metas = [json.loads(path.read_text()) for path in files if path.suffix == ".json"]
+    assert [meta["experiment_version"] for meta in metas] == [1, 1]
+    # the experiment's results change (version 2): the version 1 records must not be served
+    original = experiments.REGISTRY[NAME]
+    monkeypatch.setitem(
+        experiments.REGISTRY,
+        NAME,
+        experiments.Experiment(NAME, original.chapter, original.description, original.make_jobs, original.run, 2),
+    )
+    monkeypatch.setenv("DIFFNB_CACHE", "off")
+    with pytest.warns(
+        UserWarning, match="2 of 2 jobs at scale paper have no committed result of the experiment's version 2"
+    ):
+        got = results.gather(NAME, "paper", folder=folder)
+    assert got.sources == ["computed", "computed"] and got.committed == 0
+    # a record exported before versions were recorded counts as version 1
+    for path in files:
+        if path.suffix == ".json":
+            meta = json.loads(path.read_text())
+            del meta["experiment_version"]
+            path.write_text(json.dumps(meta))
+    monkeypatch.setitem(experiments.REGISTRY, NAME, original)  # the fixture's version 1 experiment
+    assert results.gather(NAME, "paper", folder=folder).sources == ["committed", "committed"]
 
 
 def test_experiments_are_registered_without_importing_their_modules():
