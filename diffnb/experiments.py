@@ -72,6 +72,11 @@ class Experiment:
         """Sub-folder of the cache that holds this experiment's jobs."""
         return f"experiment-{self.name}"
 
+    def cache_config(self, job: Job) -> dict[str, Any]:
+        """What a job is cached under: the job itself at version 1 (so that the keys of results computed
+        before versions existed stay valid), else the job together with the version."""
+        return job if self.version == 1 else {"job": job, "experiment_version": self.version}
+
 
 #: The registered experiments by name (filled by :func:`register`).
 REGISTRY: dict[str, Experiment] = {}
@@ -107,8 +112,7 @@ def job_key(experiment: Experiment, job: Job, scale: str | None = None) -> str:
     """Cache key of one job (hash of the experiment, the job, the experiment's version from 2 on, the package
     version and the scale). Version 1 leaves the job alone, so that the keys of results computed before
     versions existed stay valid."""
-    config = job if experiment.version == 1 else {"job": job, "experiment_version": experiment.version}
-    return cache.config_key(experiment.cache_kind, config, scale=get_scale(scale))
+    return cache.config_key(experiment.cache_kind, experiment.cache_config(job), scale=get_scale(scale))
 
 
 def _cpu_model() -> str:
@@ -154,14 +158,17 @@ def run_job(name: str, job: Job, scale: str | None = None, *, use_cache: bool = 
             "version": __version__,
         }
 
-    return cache.cached(experiment.cache_kind, job, compute, scale=scale) if use_cache else compute()
+    if not use_cache:
+        return compute()
+    return cache.cached(experiment.cache_kind, experiment.cache_config(job), compute, scale=scale)
 
 
 def cached_jobs(name: str, scale: str | None = None) -> list[tuple[Job, dict[str, Any] | None]]:
     """Every job of an experiment at ``scale`` with its cached record, or ``None`` when not yet run."""
     experiment = get_experiment(name)
     scale = get_scale(scale)
-    return [(job, cache.lookup(experiment.cache_kind, job, scale=scale)) for job in experiment.jobs(scale)]
+    kind = experiment.cache_kind
+    return [(job, cache.lookup(kind, experiment.cache_config(job), scale=scale)) for job in experiment.jobs(scale)]
 
 
 # ------------------------------------------------------------------------------------------- built-ins

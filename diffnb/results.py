@@ -264,7 +264,7 @@ def gather(
         if entry is not None:
             result, source, meta, seconds = entry["result"], "committed", entry["meta"], entry["meta"].get("seconds")
         else:
-            record = lookup(experiment.cache_kind, job, scale=scale) if cache else None
+            record = lookup(experiment.cache_kind, experiment.cache_config(job), scale=scale) if cache else None
             source = "computed" if record is None else "cache"
             record = record if record is not None else run_job(name, job, scale, use_cache=cache)
             result, meta, seconds = record["result"], None, record["seconds"]

@@ -20,7 +20,7 @@ from diffnb import cache
 from diffnb._progress import tqdm
 from diffnb._validation import check_choice
 from diffnb.config import get_scale
-from diffnb.experiments import Job, get_experiment, run_job
+from diffnb.experiments import Job, get_experiment, job_key, run_job
 
 CLUSTERS = ("slurm", "pbs", "sge", "lsf", "htcondor")
 
@@ -178,7 +178,7 @@ def run_sweep(
 
     pending: list[Job] = []
     for job in experiment.jobs(scale):
-        record = cache.lookup(experiment.cache_kind, job, scale=scale)
+        record = cache.lookup(experiment.cache_kind, experiment.cache_config(job), scale=scale)
         if record is None:
             pending.append(job)
         else:
@@ -207,9 +207,7 @@ def run_sweep(
             if owned is not None:
                 owned.close()
     bar.close()
-    order = {
-        cache.config_key(experiment.cache_kind, job, scale=scale): i for i, job in enumerate(experiment.jobs(scale))
-    }
-    summary.outcomes.sort(key=lambda o: order[cache.config_key(experiment.cache_kind, o.job, scale=scale)])
+    order = {job_key(experiment, job, scale): i for i, job in enumerate(experiment.jobs(scale))}
+    summary.outcomes.sort(key=lambda o: order[job_key(experiment, o.job, scale)])
     summary.wall_seconds = time.perf_counter() - start
     return summary

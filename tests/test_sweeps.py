@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -220,6 +221,22 @@ def test_experiment_version_enters_the_job_key_from_2_on():
     assert key_1 == experiments.cache.config_key(original.cache_kind, job, scale="quick")
     key_2 = experiments.job_key(versioned(2), job, "quick")
     assert key_2 != key_1 and key_2 != experiments.job_key(versioned(3), job, "quick")
+
+
+def test_a_new_experiment_version_recomputes_cached_jobs(tmp_path, monkeypatch, small_jobs):
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+    run_sweep(NAME, "full", progress=False)
+    assert all(record is not None for _, record in experiments.cached_jobs(NAME, "full"))
+    original = experiments.REGISTRY[NAME]
+    monkeypatch.setitem(experiments.REGISTRY, NAME, dataclasses.replace(original, version=2))
+    # the version 1 results stay on disk but are not served to version 2
+    assert all(record is None for _, record in experiments.cached_jobs(NAME, "full"))
+    summary = run_sweep(NAME, "full", progress=False)
+    assert not any(outcome.from_cache for outcome in summary.outcomes)
+    assert all(record is not None for _, record in experiments.cached_jobs(NAME, "full"))
+    assert results.gather(NAME, "full").sources == ["cache", "cache"]
+    monkeypatch.setitem(experiments.REGISTRY, NAME, original)
+    assert run_sweep(NAME, "full", progress=False).outcomes[0].from_cache
 
 
 @pytest.mark.parametrize("version", [0, -1, 1.5, True])
