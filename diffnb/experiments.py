@@ -187,16 +187,16 @@ def _memorization_jobs(scale: str) -> list[Job]:
     give no sizes for them; set (b)'s largest size is the spectral-gaps companion code's default, 20 000).
 
     Set (a)'s order parameter is also divided by its generalising value point by point
-    (:func:`diffnb.empirical_sweeps.normalised_sphere_order`) at the first ``n_normalised`` test points, on
-    the levels in ``normalised_range`` (the crossings of half the generalising value at quick scale lie
-    between 1.9e-3 at P = 20 000 and 0.28 at P = 10), with chains of ``reference_steps`` steps: one chain
-    per point, level and kind at 5e5 to 8e5 chain steps a second on one CPU thread (batches of 2048
-    chains, ``empirical_sweeps._CHAIN_BATCH``), so about 13 s per job at ``quick``
-    scale (96 points, 18 levels), 85-90 s at ``full`` (all 384 points, 30 levels) and 80-100 s at ``paper``
-    (256 points, 40 levels). With 3000 steps, three chain seeds moved the median per-point ratio by at most
-    0.043 at t >= 0.1 and 0.086 at smaller t (quick scale, P = 100, 1000 and 20 000, both kinds of point). At ``full`` every test point is used: with 128 of them the crossings
-    of neighbouring sizes (2x apart, where theory expects them to fall by about 10%) came out of order, the
-    fresh block's rising by 33% from P = 2500 to 5000; with 384 they fall at every step.
+    (:func:`diffnb.empirical_sweeps.normalised_sphere_order`) at the first ``n_normalised`` test points, on the
+    levels in ``normalised_range`` (the crossings of half the generalising value at quick scale lie between 1.9e-3
+    at P = 20 000 and 0.28 at P = 10), with chains of ``reference_steps`` steps: one chain per point, level and kind
+    at 5e5 to 8e5 chain steps a second on one CPU thread (batches of 2048 chains,
+    ``empirical_sweeps._CHAIN_BATCH``), so about 13 s per job at ``quick`` scale (96 points, 18 levels), 85-90 s at
+    ``full`` (all 384 points, 30 levels) and 80-100 s at ``paper`` (256 points, 40 levels). With 3000 steps, three
+    chain seeds moved the median per-point ratio by at most 0.043 at t >= 0.1 and 0.086 at smaller t (quick scale,
+    P = 100, 1000 and 20 000, both kinds of point). At ``full`` every test point is used: with 128 of them the
+    crossings of neighbouring sizes (2x apart, where theory expects them to fall by about 10%) came out of order,
+    the fresh block's rising by 33% from P = 2500 to 5000; with 384 they fall at every step.
     """
     p = functools.partial(pick, scale=scale)
     order_grid = [-4.0, 1.5, p(quick=30, full=48, paper=64)]
