@@ -278,6 +278,22 @@ def test_sphere_posterior_variance_at_small_noise_is_the_tangent_projection():
     assert abs(np.median(ratio) - 1) < 0.05
 
 
+def test_sphere_posterior_variance_chains_do_not_stick_at_small_noise():
+    # set (a) of chapter 4 at t = 2e-3: with large moves alone some chains rejected nearly every move and
+    # returned a pair variance near 0 (largest relative error against ten times longer chains 1.00); with the
+    # small moves in between every chain is within 0.39 of the long run (local_beta=beta recovers the old
+    # sampler, and this test then fails)
+    from diffnb.empirical_sweeps import SPHERE
+
+    rng = np.random.default_rng(0)
+    t = 2e-3
+    x = SPHERE.sample(400, seed=1) + np.sqrt(t) * rng.standard_normal((400, SPHERE.d))
+    pair = slice(0, 2)
+    short = sphere_posterior_variance(x, t, SPHERE.coordinate_scales, n_steps=3000, seed=2)[:, pair].sum(1)
+    long = sphere_posterior_variance(x, t, SPHERE.coordinate_scales, n_steps=30_000, seed=5)[:, pair].sum(1)
+    assert np.max(np.abs(short / long - 1)) < 0.7
+
+
 def test_sphere_posterior_variance_bad_input():
     x = np.ones((3, 4)) / 2
     with pytest.raises(ValueError, match="one per point"):
@@ -286,6 +302,8 @@ def test_sphere_posterior_variance_bad_input():
         sphere_posterior_variance(x, 0.1, np.ones(4), n_steps=10)
     with pytest.raises(ValueError, match="beta"):
         sphere_posterior_variance(x, 0.1, np.ones(4), beta=1.5)
+    with pytest.raises(ValueError, match="local_beta"):
+        sphere_posterior_variance(x, 0.1, np.ones(4), local_beta=0.0)
     for scales in ([1.0, 1.0, 0.0, 1.0], [1.0, -1.0, 1.0, 1.0], [1.0, np.nan, 1.0, 1.0]):
         with pytest.raises(ValueError, match="scales must be"):
             sphere_posterior_variance(x, 0.1, scales)
