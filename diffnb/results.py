@@ -66,11 +66,17 @@ def _flatten(result: dict[str, Any]) -> dict[str, np.ndarray]:
 def export(name: str, scale: str | None = None, folder: Path | str | None = None) -> list[Path]:
     """Write every cached job of experiment ``name`` at ``scale`` as ``.npz`` + ``.json``; returns the files.
 
-    Jobs that have not run are skipped (run them first with ``python -m diffnb run``).
+    Jobs that have not run are skipped (run them first with ``python -m diffnb run``). Records of another
+    version of the experiment in the target folder are removed: they are superseded, and :func:`gather` would
+    not use them.
     """
     experiment = get_experiment(name)
     scale = get_scale(scale)
     target = (Path(folder) if folder is not None else results_dir()) / name / scale
+    for meta_file in sorted(target.glob("*.json")):
+        if json.loads(meta_file.read_text()).get("experiment_version", 1) != experiment.version:
+            meta_file.unlink()
+            meta_file.with_suffix(".npz").unlink(missing_ok=True)
     written = []
     commit = _commit()
     for job, record in cached_jobs(name, scale):

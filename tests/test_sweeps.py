@@ -165,12 +165,15 @@ def test_gather_reads_committed_results_and_computes_the_rest(tmp_path, monkeypa
 
 
 def test_gather_ignores_committed_results_of_an_older_experiment_version(tmp_path, monkeypatch, small_jobs):
+    import shutil
+
     monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "results"
+    folder, legacy = tmp_path / "results", tmp_path / "legacy"
     run_sweep(NAME, "paper", progress=False)
     files = results.export(NAME, "paper", folder)
     metas = [json.loads(path.read_text()) for path in files if path.suffix == ".json"]
     assert [meta["experiment_version"] for meta in metas] == [1, 1]
+    shutil.copytree(folder, legacy)
     # the experiment's results change (version 2): the version 1 records must not be served
     original = experiments.REGISTRY[NAME]
     monkeypatch.setitem(
@@ -184,14 +187,20 @@ def test_gather_ignores_committed_results_of_an_older_experiment_version(tmp_pat
     ):
         got = results.gather(NAME, "paper", folder=folder)
     assert got.sources == ["computed", "computed"] and got.committed == 0
+    # exporting version 2 replaces the version 1 records
+    monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
+    run_sweep(NAME, "paper", progress=False)
+    results.export(NAME, "paper", folder)
+    assert [entry["meta"]["experiment_version"] for entry in results.load(NAME, "paper", folder)] == [2, 2]
+    assert not any(path.exists() for path in files)
     # a record exported before versions were recorded counts as version 1
-    for path in files:
-        if path.suffix == ".json":
-            meta = json.loads(path.read_text())
-            del meta["experiment_version"]
-            path.write_text(json.dumps(meta))
+    monkeypatch.setenv("DIFFNB_CACHE", "off")
+    for path in (legacy / NAME / "paper").glob("*.json"):
+        meta = json.loads(path.read_text())
+        del meta["experiment_version"]
+        path.write_text(json.dumps(meta))
     monkeypatch.setitem(experiments.REGISTRY, NAME, original)  # the fixture's version 1 experiment
-    assert results.gather(NAME, "paper", folder=folder).sources == ["committed", "committed"]
+    assert results.gather(NAME, "paper", folder=legacy).sources == ["committed", "committed"]
 
 
 def test_experiments_are_registered_without_importing_their_modules():
