@@ -308,6 +308,14 @@ def sphere_population_reference(
     return {"times": tt, "order": np.median(order, axis=1)}
 
 
+#: Chains of :func:`sphere_posterior_variance` run at once by :func:`normalised_sphere_order` and
+#: :func:`sphere_population_reference` (per chain, larger batches run slower on one CPU thread: about 4.8e5
+#: chain steps per second at 2000, 3.2e5 at 8000).
+#: The batches draw from one generator in turn, so changing this changes the chains' draws, hence the
+#: results of a seeded call (within their Monte Carlo error): it is part of what a job computes.
+_CHAIN_BATCH = 2048
+
+
 def _population_order(
     base: np.ndarray,
     noise: np.ndarray,
@@ -316,32 +324,24 @@ def _population_order(
     *,
     n_steps: int,
     rng: np.random.Generator,
-    chunk: int | None = None,
 ) -> np.ndarray:
     """Set (a)'s order parameter under the population posterior at ``base + sqrt(t) noise``, every point and
-    level: shape ``(levels, n, 2)``. The chains run ``chunk`` at a time (all at once when ``None``), drawing
-    from ``rng`` in the order of the levels, then the points."""
+    level: shape ``(levels, n, 2)``. The chains run :data:`_CHAIN_BATCH` at a time, drawing from ``rng`` in
+    the order of the levels, then the points."""
     n = base.shape[0]
     x = (base[None] + np.sqrt(tt)[:, None, None] * noise[None]).reshape(-1, SPHERE.d)
     t_all = np.repeat(tt, n)
-    step = x.shape[0] if chunk is None else int(chunk)
+    batch = _CHAIN_BATCH
     var = np.concatenate(
         [
             sphere_posterior_variance(
-                x[i : i + step], t_all[i : i + step], SPHERE.coordinate_scales, n_steps=n_steps, seed=rng
+                x[i : i + batch], t_all[i : i + batch], SPHERE.coordinate_scales, n_steps=n_steps, seed=rng
             )
-            for i in range(0, x.shape[0], step)
+            for i in range(0, x.shape[0], batch)
         ]
     ).reshape(tt.size, n, SPHERE.d)
     blocks = [np.arange(SPHERE.d)[b] for b in SPHERE_BLOCKS]
     return np.stack([_order_from_var(var_t, float(t), variances, blocks) for var_t, t in zip(var, tt, strict=True)])
-
-
-#: Chains of :func:`sphere_posterior_variance` run at once by :func:`normalised_sphere_order` (per chain,
-#: larger batches run slower on one CPU thread: about 4.8e5 chain steps per second at 2000, 3.2e5 at 8000).
-#: The batches draw from one generator in turn, so changing this changes the chains' draws, hence the
-#: results of a seeded call (within their Monte Carlo error): it is part of what a job computes.
-_CHAIN_BATCH = 2048
 
 
 def normalised_sphere_order(
@@ -416,7 +416,7 @@ def normalised_sphere_order(
     population = normalised.copy()
     if inside.any():
         rng = np.random.default_rng(seed)
-        pop = _population_order(base, noise, tt[inside], v, n_steps=n_steps, rng=rng, chunk=_CHAIN_BATCH)
+        pop = _population_order(base, noise, tt[inside], v, n_steps=n_steps, rng=rng)
         # A chain that (almost) never moved would underestimate the population variance and put its point's
         # ratio too high, +inf for an estimate of 0. The sampler's small moves have made such chains vanish
         # (none in 20 000 at t = 1e-3 to 0.1), and the median over points would be robust to a few.

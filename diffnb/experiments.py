@@ -77,6 +77,10 @@ class Experiment:
         before versions existed stay valid), else the job together with the version."""
         return job if self.version == 1 else {"job": job, "experiment_version": self.version}
 
+    def lookup(self, job: Job, scale: str | None = None) -> dict[str, Any] | None:
+        """The cached record of one job at ``scale`` (see :func:`run_job`), or ``None`` when not yet run."""
+        return cache.lookup(self.cache_kind, self.cache_config(job), scale=get_scale(scale))
+
 
 #: The registered experiments by name (filled by :func:`register`).
 REGISTRY: dict[str, Experiment] = {}
@@ -167,8 +171,7 @@ def cached_jobs(name: str, scale: str | None = None) -> list[tuple[Job, dict[str
     """Every job of an experiment at ``scale`` with its cached record, or ``None`` when not yet run."""
     experiment = get_experiment(name)
     scale = get_scale(scale)
-    kind = experiment.cache_kind
-    return [(job, cache.lookup(kind, experiment.cache_config(job), scale=scale)) for job in experiment.jobs(scale)]
+    return [(job, experiment.lookup(job, scale)) for job in experiment.jobs(scale)]
 
 
 # ------------------------------------------------------------------------------------------- built-ins

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from diffnb.cache import lookup
 from diffnb.config import get_scale
 from diffnb.experiments import cached_jobs, get_experiment, job_key, run_job
 
@@ -63,6 +62,12 @@ def _flatten(result: dict[str, Any]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def record_version(meta: dict[str, Any]) -> int:
+    """The experiment version an exported record was computed with (records written before versions were
+    recorded count as version 1)."""
+    return int(meta.get("experiment_version", 1))
+
+
 def export(name: str, scale: str | None = None, folder: Path | str | None = None) -> list[Path]:
     """Write every cached job of experiment ``name`` at ``scale`` as ``.npz`` + ``.json``; returns the files.
 
@@ -74,7 +79,7 @@ def export(name: str, scale: str | None = None, folder: Path | str | None = None
     scale = get_scale(scale)
     target = (Path(folder) if folder is not None else results_dir()) / name / scale
     for meta_file in sorted(target.glob("*.json")):
-        if json.loads(meta_file.read_text()).get("experiment_version", 1) != experiment.version:
+        if record_version(json.loads(meta_file.read_text())) != experiment.version:
             meta_file.unlink()
             meta_file.with_suffix(".npz").unlink(missing_ok=True)
     written = []
@@ -254,7 +259,7 @@ def gather(
         stored = {
             _job_text(entry["job"]): entry
             for entry in load(name, scale, root)
-            if entry["meta"].get("experiment_version", 1) == experiment.version
+            if record_version(entry["meta"]) == experiment.version
         }
     out = Gathered(name, scale, [], [], [], [], root / name / scale if committed else None, [])
     missing = sum(_job_text(job) not in stored for job in jobs)
@@ -270,7 +275,7 @@ def gather(
         if entry is not None:
             result, source, meta, seconds = entry["result"], "committed", entry["meta"], entry["meta"].get("seconds")
         else:
-            record = lookup(experiment.cache_kind, experiment.cache_config(job), scale=scale) if cache else None
+            record = experiment.lookup(job, scale) if cache else None
             source = "computed" if record is None else "cache"
             record = record if record is not None else run_job(name, job, scale, use_cache=cache)
             result, meta, seconds = record["result"], None, record["seconds"]

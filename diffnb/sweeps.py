@@ -20,7 +20,7 @@ from diffnb import cache
 from diffnb._progress import tqdm
 from diffnb._validation import check_choice
 from diffnb.config import get_scale
-from diffnb.experiments import Job, get_experiment, job_key, run_job
+from diffnb.experiments import Job, cached_jobs, get_experiment, job_key, run_job
 
 CLUSTERS = ("slurm", "pbs", "sge", "lsf", "htcondor")
 
@@ -177,8 +177,7 @@ def run_sweep(
     summary = SweepSummary(name=name, scale=scale, executor=executor)
 
     pending: list[Job] = []
-    for job in experiment.jobs(scale):
-        record = cache.lookup(experiment.cache_kind, experiment.cache_config(job), scale=scale)
+    for job, record in cached_jobs(name, scale):
         if record is None:
             pending.append(job)
         else:

@@ -41,7 +41,7 @@ def test_every_paper_job_is_committed_and_current(loaded):
         "the committed results do not match the experiment's paper-scale jobs; recompute them"
     )
     version = get_experiment(NAME).version
-    assert all(e["meta"].get("experiment_version", 1) == version for e in loaded), (
+    assert all(results.record_version(e["meta"]) == version for e in loaded), (
         f"some committed results predate version {version} of the experiment; recompute them"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -165,8 +166,6 @@ def test_gather_reads_committed_results_and_computes_the_rest(tmp_path, monkeypa
 
 
 def test_gather_ignores_committed_results_of_an_older_experiment_version(tmp_path, monkeypatch, small_jobs):
-    import shutil
-
     monkeypatch.setenv("DIFFNB_CACHE", str(tmp_path / "cache"))
     folder, legacy = tmp_path / "results", tmp_path / "legacy"
     run_sweep(NAME, "paper", progress=False)
