@@ -132,6 +132,32 @@ def check_positive_int(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_score_call(x: torch.Tensor, t: Any, like: torch.Tensor, like_name: str, d: int) -> None:
+    """Checks of a score function's call ``score_fn(x, t)`` that hold under ``vmap`` and ``jacrev`` too.
+
+    ``x`` must have the dtype and device of ``like`` (named ``like_name``) and ``d`` features; a plain
+    number ``t`` must be positive and finite (a tensor ``t`` is left to the caller: checking its values would
+    break the function transforms).
+    """
+    if x.dtype != like.dtype or x.device != like.device:
+        raise TypeError(
+            f"x must have the dtype and device of {like_name} ({like.dtype} on {like.device}), "
+            f"got {x.dtype} on {x.device}"
+        )
+    if x.ndim < 1 or x.shape[-1] != d:
+        raise ValueError(f"x must have shape (n, {d}), got {tuple(x.shape)}")
+    if isinstance(t, (int, float, np.integer, np.floating)) and not (math.isfinite(t) and t > 0):
+        raise ValueError(f"t must be a positive, finite noise variance, got {t!r}")
+
+
+def check_positive_number(value: Any, name: str) -> None:
+    """Raise unless ``value`` is a finite positive real number (Python or NumPy; a ``bool`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 _FLAG_WORDS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
 
 

@@ -30,7 +30,13 @@ import torch
 from torch.func import jvp, vjp, vmap
 
 from diffnb._linalg import gram_eigvalsh, svdvals
-from diffnb._validation import check_choice, check_finite, check_positive_int, check_times
+from diffnb._validation import (
+    check_choice,
+    check_finite,
+    check_positive_int,
+    check_positive_number,
+    check_times,
+)
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS = ("autograd", "central", "probe")
@@ -57,7 +63,12 @@ def _directions(d: int, directions, like: torch.Tensor, seed: int | None) -> tor
     if isinstance(directions, torch.Tensor):
         if directions.shape != (d, d):
             raise ValueError(f"directions must be a ({d}, {d}) orthogonal matrix, got {tuple(directions.shape)}")
-        return directions.to(dtype=like.dtype, device=like.device)
+        Q = directions.to(dtype=like.dtype, device=like.device)
+        # J = M Q^T below holds only for an orthogonal Q; the tolerance allows float32 rounding
+        tol = 1e-6 if Q.dtype == torch.float64 else 1e-4
+        if not torch.allclose(Q.T @ Q, torch.eye(d, dtype=Q.dtype, device=Q.device), atol=tol):
+            raise ValueError("directions must be an orthogonal matrix (orthonormal columns)")
+        return Q
     raise ValueError(f"directions must be 'identity', 'random' or a (d, d) tensor, got {directions!r}")
 
 
@@ -209,11 +220,14 @@ def score_jacobian(
         default_dirs = "identity" if method == "central" else "random"
         Q = _directions(d, options.get("directions", default_dirs), X, options.get("seed"))
         if method == "central":
-            default_rel = 1e-4 if X.dtype == torch.float64 else 1e-2
-            h = options.get("rel_step", default_rel) * times.sqrt()
+            rel_step = options.get("rel_step", 1e-4 if X.dtype == torch.float64 else 1e-2)
+            check_positive_number(rel_step, "rel_step")
+            h = rel_step * times.sqrt()
             symmetric = True
         else:
-            h = options.get("scale", 1.0) * times.sqrt()
+            scale = options.get("scale", 1.0)
+            check_positive_number(scale, "scale")
+            h = scale * times.sqrt()
             symmetric = options.get("symmetric", True)
         M = _probe_rows(score_fn, X, times, Q, h, symmetric, options.get("batch_size", 4096))
         J = M @ Q.T  # columns J q_k, rotated back to the standard basis
@@ -645,8 +659,7 @@ def probe_spectrum(
     n, d = X.shape
     times = check_times(t, n, like=X)
     check_positive_int(k_mult, "k_mult")
-    if not (isinstance(scale, (int, float)) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    check_positive_number(scale, "scale")
     K = k_mult * d
     gen = torch.Generator().manual_seed(int(seed))
     out = []

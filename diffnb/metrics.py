@@ -103,6 +103,7 @@ class LinearFrame:
         array = as_float_array(x, "x")
         if array.ndim < 1 or array.shape[-1] != self.d:
             raise ValueError(f"x must have shape (..., {self.d}) (feature axis last), got {array.shape}")
+        check_finite_array(array, "x")
         return array
 
     def tangent(self, x: Any) -> np.ndarray:
@@ -118,7 +119,10 @@ class LinearFrame:
         return np.linalg.norm(self.normal(x), axis=-1)
 
     def normal_rms(self, x: Any) -> np.ndarray:
-        """Root-mean-square normal coordinate over the points (leading axis pooled), shape of the rest.
+        """Root-mean-square normal coordinate of points ``(..., n, d)``, shape ``(...)``.
+
+        The mean runs over the ``n`` points and their ``d - m`` normal coordinates together; leading axes (noise
+        levels of a trajectory, say) are kept.
 
         For points ``x_0 + sqrt(t) xi`` with ``x_0`` on the manifold this is ``sqrt(t)``.
         """

@@ -108,7 +108,10 @@ def sample(
 
     record_steps: list[int] = []
     if record is not None:
-        wanted = np.log(np.asarray(record, dtype=np.float64))
+        levels = np.atleast_1d(np.asarray(record, dtype=np.float64))
+        if levels.ndim != 1 or levels.size == 0 or not np.all(np.isfinite(levels)) or np.any(levels <= 0):
+            raise ValueError(f"record must be a 1-d sequence of positive, finite noise variances, got {record!r}")
+        wanted = np.log(levels)
         record_steps = sorted({int(np.abs(np.log(grid) - w).argmin()) for w in wanted})
     trajectory = []
 

@@ -169,3 +169,34 @@ def test_bad_input(problem):
             score_jacobian(fn, x, 0.1, batch_size=bad)
         with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
             score_jacobian(fn, x, 0.1, chunk_size=bad)
+
+
+@pytest.mark.parametrize(
+    ("method", "option", "value"),
+    [
+        ("probe", "scale", 0.0),
+        ("probe", "scale", -1.0),
+        ("probe", "scale", float("nan")),
+        ("probe", "scale", float("inf")),
+        ("central", "rel_step", 0.0),
+        ("central", "rel_step", "1e-4"),
+    ],
+)
+def test_steps_must_be_positive_numbers(problem, method, option, value):
+    _, data, x = problem
+    fn = scores.make_empirical_score(data)
+    with pytest.raises(ValueError, match=f"{option} must be a positive number"):
+        score_jacobian(fn, x, 0.1, method=method, **{option: value})
+
+
+def test_directions_must_be_orthogonal(problem):
+    # J = M Q^T holds only for orthogonal Q: with ones + identity the central differences would be off by 8
+    _, data, x = problem
+    fn = scores.make_empirical_score(data)
+    d = x.shape[1]
+    bad = torch.ones(d, d, dtype=torch.float64) + torch.eye(d, dtype=torch.float64)
+    with pytest.raises(ValueError, match="orthogonal"):
+        score_jacobian(fn, x, 0.1, method="central", directions=bad)
+    Q = torch.linalg.qr(bad)[0]
+    exact = score_jacobian(fn, x, 0.1)
+    torch.testing.assert_close(score_jacobian(fn, x, 0.1, method="central", directions=Q), exact, atol=1e-6, rtol=1e-6)

@@ -128,3 +128,12 @@ def test_sliced_wasserstein_scales_and_separates():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_frame_rejects_non_finite_points(manifold):
+    frame = LinearFrame.from_embedding(manifold.F)
+    x = manifold.sample(4, seed=1)
+    x[1, 0] = np.nan
+    for method in (frame.tangent, frame.normal, frame.distance, frame.normal_rms):
+        with pytest.raises(ValueError, match="x holds"):
+            method(x)

@@ -75,3 +75,11 @@ def test_bad_input(gaussian):
         noise_grid(0.1, 1.0, 10)
     with pytest.raises(ValueError, match="positive"):
         sample(score_fn, x, [1.0, -0.1], progress=False)
+
+
+@pytest.mark.parametrize("record", [[-1.0, 0.5], [0.0], [np.nan], [[1.0, 0.5]], []])
+def test_record_levels_must_be_positive(gaussian, record):
+    _, score_fn = gaussian
+    x = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="record must be"):
+        sample(score_fn, x, [1.0, 0.1], record=record, progress=False)

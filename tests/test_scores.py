@@ -270,3 +270,37 @@ def test_weights_and_score_carry_gradients_for_tracked_tensors(setup):
     w = torch.softmax(-((Xr[:, None] - Y[None]) ** 2).sum(-1) / 0.6, dim=1)
     (w[:, :5].sum() + ((w @ Y - Xr) / 0.3).sum()).backward()
     torch.testing.assert_close(X.grad, Xr.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_score_float32_keeps_normal_directions_at_small_noise():
+    # FF^T has d - m zero eigenvalues; an eigendecomposition in float32 puts them near 1e-7, which swamps
+    # t = 1e-6 (relative error 0.18 in the Jacobian, 0.06 in the score). The singular vectors of F give the
+    # normal directions exactly 1/t.
+    man = LinearManifold(d=100, block_dims=(20, 20), scales=(1.0, 0.3), seed=0)
+    F64 = torch.as_tensor(man.F)
+    x64 = torch.as_tensor(man.sample(8, seed=1))
+    x64 = x64 + 1e-3 * torch.randn(x64.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for t in (1e-2, 1e-6):
+        J64 = scores.linear_score_jacobian(F64, t)
+        J32 = scores.linear_score_jacobian(F64.float(), t)
+        assert ((J32.double() - J64).norm() / J64.norm()).item() < 1e-5
+        s64 = scores.linear_score(x64, F64, t)
+        s32 = scores.linear_score(x64.float(), F64.float(), t)
+        assert ((s32.double() - s64).norm() / s64.norm()).item() < 1e-2
+    assert torch.isfinite(scores.linear_score_jacobian(F64.float(), 1e6)).all()
+
+
+@pytest.mark.parametrize("make", ["empirical", "linear"])
+def test_score_functions_check_their_calls(setup, make):
+    man, data, x = setup
+    fn = scores.make_empirical_score(data) if make == "empirical" else scores.make_linear_score(man.F)
+    X = torch.from_numpy(x)
+    with pytest.raises(ValueError, match="t must be a positive"):
+        fn(X, -0.5)
+    with pytest.raises(ValueError, match="t must be a positive"):
+        fn(X, 0.0)
+    with pytest.raises(TypeError, match="x must have the dtype and device"):
+        fn(X.float(), 0.1)
+    with pytest.raises(ValueError, match="x must have shape"):
+        fn(X[:, :5], 0.1)
+    torch.testing.assert_close(fn(X, 0.1), fn(X, torch.tensor(0.1, dtype=torch.float64)))
