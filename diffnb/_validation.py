@@ -144,10 +144,14 @@ def check_score_call(x: torch.Tensor, t: Any, like: torch.Tensor, like_name: str
             f"x must have the dtype and device of {like_name} ({like.dtype} on {like.device}), "
             f"got {x.dtype} on {x.device}"
         )
-    if x.ndim < 1 or x.shape[-1] != d:
+    if x.ndim != 2 or x.shape[-1] != d:
         raise ValueError(f"x must have shape (n, {d}), got {tuple(x.shape)}")
-    if isinstance(t, (int, float, np.integer, np.floating)) and not (math.isfinite(t) and t > 0):
+    if isinstance(t, bool):
         raise ValueError(f"t must be a positive, finite noise variance, got {t!r}")
+    if isinstance(t, (int, float, np.integer, np.floating, np.ndarray)):
+        values = np.asarray(t, dtype=np.float64)
+        if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+            raise ValueError(f"t must be a positive, finite noise variance, got {t!r}")
 
 
 def check_positive_number(value: Any, name: str) -> None:

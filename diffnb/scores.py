@@ -399,20 +399,22 @@ def empirical_jacobian_eigvals(
     return to_output(out[0] if single else out, as_numpy)
 
 
-def _linear_eigenbasis(F: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """Orthonormal left singular vectors ``U`` of ``F`` (``d x min(d, m)``) and the eigenvalues ``s**2`` of
-    ``FF^T`` along them.
+def _linear_eigenbasis(F: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The left singular vectors of ``F`` split into ``U`` (``d x min(d, m)``, with the eigenvalues ``s**2`` of
+    ``FF^T`` along them) and an orthonormal basis ``N`` of the rest (``d x (d - min(d, m))``).
 
-    The complement of ``U`` is never formed: the normal directions then get exactly ``1/t``, where an
-    eigendecomposition of ``FF^T`` would give them eigenvalues of the order of the rounding error, which
-    dominate ``t`` at small noise in float32.
+    The normal directions ``N`` get exactly ``1/t``, where an eigendecomposition of ``FF^T`` would give them
+    eigenvalues of the order of the rounding error, which dominate ``t`` at small noise in float32. Each part
+    is applied on its own: writing the inverse as ``I/t`` minus a correction would cancel two terms of size
+    ``1/t`` along the tangent directions.
     """
     Ft = as_tensor(F, "F")
     if Ft.ndim != 2:
         raise ValueError(f"F must have shape (d, m), got {tuple(Ft.shape)}")
     check_finite(Ft, "F")
-    U, s, _ = torch.linalg.svd(Ft, full_matrices=False)
-    return U, s**2
+    U, s, _ = torch.linalg.svd(Ft, full_matrices=True)
+    k = s.shape[0]
+    return U[:, :k], s**2, U[:, k:]
 
 
 def linear_score(x: ArrayLike, F: ArrayLike, t: ArrayLike) -> ArrayLike:
@@ -428,33 +430,35 @@ def linear_score(x: ArrayLike, F: ArrayLike, t: ArrayLike) -> ArrayLike:
         Noise variance, a positive scalar or one per point.
     """
     as_numpy = not isinstance(x, torch.Tensor)
-    U, lam = _linear_eigenbasis(F)
+    U, lam, N = _linear_eigenbasis(F)
     X = as_tensor(x, "x")
     if not isinstance(x, torch.Tensor):
         X = X.to(dtype=U.dtype, device=U.device)
     check_same_kind(U, X, "F", "x")
     X, single = check_points(X, U.shape[0])
     times = check_times(t, X.shape[0], like=X)
-    s = _linear_score_fn(U, lam)(X, times)
+    s = _linear_score_fn(U, lam, N)(X, times)
     return to_output(s[0] if single else s, as_numpy)
 
 
 def make_linear_score(F: ArrayLike) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """:func:`linear_score` of a fixed ``F`` as a function ``score_fn(x, t)`` for :mod:`diffnb.jacobian`.
 
-    ``F`` is checked and its singular vectors computed once, so each call costs two ``d x m`` products per
+    ``F`` is checked and its singular vectors computed once, so each call costs two ``d x d`` products per
     point; the returned function works under :func:`torch.func.vmap` and :func:`torch.func.jacrev`.
     """
     return _linear_score_fn(*_linear_eigenbasis(F))
 
 
-def _linear_score_fn(U: torch.Tensor, lam: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _linear_score_fn(
+    U: torch.Tensor, lam: torch.Tensor, N: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         check_score_call(x, t, U, "F", U.shape[0])
         t = torch.as_tensor(t, dtype=lam.dtype, device=lam.device)
         t = (t if t.ndim else t.expand(x.shape[0]))[..., None]
-        # -(C + tI)^{-1} x = -x / t + U diag(lam / (t (lam + t))) U^T x
-        return -x / t + ((x @ U) * (lam / (t * (lam + t)))) @ U.T
+        # -(C + tI)^{-1} x, tangent and normal parts apart
+        return -((x @ U) / (lam + t)) @ U.T - ((x @ N) / t) @ N.T
 
     return score_fn
 
@@ -465,9 +469,8 @@ def linear_score_jacobian(F: ArrayLike, t: float) -> ArrayLike:
     Its eigenvalues are :math:`-1/(\\lambda_i + t)` with :math:`\\lambda_i` the eigenvalues of :math:`FF^\\top`.
     """
     as_numpy = not isinstance(F, torch.Tensor)
-    U, lam = _linear_eigenbasis(F)
+    U, lam, N = _linear_eigenbasis(F)
     times = check_times(t, 1, like=U)
     t0 = times[0]
-    eye = torch.eye(U.shape[0], dtype=U.dtype, device=U.device)
-    J = -eye / t0 + (U * (lam / (t0 * (lam + t0)))) @ U.T
+    J = -(U / (lam + t0)) @ U.T - (N / t0) @ N.T
     return to_output(0.5 * (J + J.T), as_numpy)
