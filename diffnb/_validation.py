@@ -135,23 +135,25 @@ def check_positive_int(value: Any, name: str) -> None:
 def check_score_call(x: torch.Tensor, t: Any, like: torch.Tensor, like_name: str, d: int) -> None:
     """Checks of a score function's call ``score_fn(x, t)`` that hold under ``vmap`` and ``jacrev`` too.
 
-    ``x`` must have the dtype and device of ``like`` (named ``like_name``) and ``d`` features; a plain
-    number ``t`` must be positive and finite (a tensor ``t`` is left to the caller: checking its values would
-    break the function transforms).
+    ``x`` must have the dtype and device of ``like`` (named ``like_name``) and ``d`` features; a number or
+    NumPy array ``t`` must be positive and finite (a tensor ``t`` is left to the caller: checking its values
+    would break the function transforms).
     """
-    if x.dtype != like.dtype or x.device != like.device:
-        raise TypeError(
-            f"x must have the dtype and device of {like_name} ({like.dtype} on {like.device}), "
-            f"got {x.dtype} on {x.device}"
-        )
+    check_same_kind(like, x, like_name, "x")
     if x.ndim != 2 or x.shape[-1] != d:
         raise ValueError(f"x must have shape (n, {d}), got {tuple(x.shape)}")
-    if isinstance(t, bool):
-        raise ValueError(f"t must be a positive, finite noise variance, got {t!r}")
-    if isinstance(t, (int, float, np.integer, np.floating, np.ndarray)):
-        values = np.asarray(t, dtype=np.float64)
-        if not (np.all(np.isfinite(values)) and np.all(values > 0)):
-            raise ValueError(f"t must be a positive, finite noise variance, got {t!r}")
+    if isinstance(t, (bool, int, float, np.integer, np.floating)):
+        check_positive_number(t, "t")
+    elif isinstance(t, np.ndarray):
+        for value in t.ravel().tolist():
+            check_positive_number(value, "t")
+
+
+def check_orthonormal_columns(Q: torch.Tensor, name: str, *, atol: float) -> None:
+    """Raise unless the square matrix ``Q`` has orthonormal columns (``Q^T Q = I`` within ``atol``)."""
+    eye = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+    if not torch.allclose(Q.T @ Q, eye, atol=atol):
+        raise ValueError(f"{name} must be an orthogonal matrix (orthonormal columns)")
 
 
 def check_positive_number(value: Any, name: str) -> None:

@@ -33,6 +33,7 @@ from diffnb._linalg import gram_eigvalsh, svdvals
 from diffnb._validation import (
     check_choice,
     check_finite,
+    check_orthonormal_columns,
     check_positive_int,
     check_positive_number,
     check_times,
@@ -65,9 +66,7 @@ def _directions(d: int, directions, like: torch.Tensor, seed: int | None) -> tor
             raise ValueError(f"directions must be a ({d}, {d}) orthogonal matrix, got {tuple(directions.shape)}")
         Q = directions.to(dtype=like.dtype, device=like.device)
         # J = M Q^T below holds only for an orthogonal Q; the tolerance allows float32 rounding
-        tol = 1e-6 if Q.dtype == torch.float64 else 1e-4
-        if not torch.allclose(Q.T @ Q, torch.eye(d, dtype=Q.dtype, device=Q.device), atol=tol):
-            raise ValueError("directions must be an orthogonal matrix (orthonormal columns)")
+        check_orthonormal_columns(Q, "directions", atol=1e-6 if Q.dtype == torch.float64 else 1e-4)
         return Q
     raise ValueError(f"directions must be 'identity', 'random' or a (d, d) tensor, got {directions!r}")
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from diffnb._linalg import svdvals
-from diffnb._validation import as_tensor
+from diffnb._validation import as_tensor, check_orthonormal_columns
 from diffnb.jacobian import score_jacobian
 from diffnb.scores import (
     PreparedData,
@@ -111,8 +111,7 @@ def _basis(basis: Any, d: int) -> torch.Tensor | None:
     B = torch.as_tensor(np.array(basis, dtype=np.float64))
     if B.shape != (d, d):
         raise ValueError(f"basis must be a ({d}, {d}) orthogonal matrix (directions as columns), got {tuple(B.shape)}")
-    if not torch.allclose(B.T @ B, torch.eye(d, dtype=B.dtype), atol=1e-8):
-        raise ValueError("basis must have orthonormal columns")
+    check_orthonormal_columns(B, "basis", atol=1e-8)
     return B
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from diffnb._linalg import gram_eigvalsh
-from diffnb._validation import as_float_array, check_choice, check_finite_array
+from diffnb._validation import as_float_array, check_choice, check_finite_array, check_positive_number
 
 __all__ = [
     "DIMENSION_METHODS",
@@ -360,6 +360,37 @@ def crossing_time(times: Any, curve: Any, level: float = 0.5) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 # spectra of score networks (and any score callable) over points and noise levels
 # ---------------------------------------------------------------------------------------------------------
+
+
+def implied_variances(score_fn: Any, x: torch.Tensor, t: float, directions: Any) -> np.ndarray:
+    r"""The data variance a score implies along given directions at noise level ``t``.
+
+    The Jacobian is averaged over the points ``x`` and its Rayleigh quotients
+    :math:`q = -u^\top(t\bar J)\,u` taken (:func:`rayleigh_quotients`, not normalised); an exact score of a
+    Gaussian gives :math:`q = t/(\lambda + t)` along an eigenvector of variance :math:`\lambda`, so the
+    variance is :math:`t(1 - q)/q`. For a network this is the variance it has learned along each direction.
+
+    Parameters
+    ----------
+    score_fn
+        ``score_fn(x, t)`` as for :func:`diffnb.jacobian.score_jacobian`.
+    x
+        Points, a tensor of shape ``(n, d)`` (e.g. noised training points).
+    t
+        Noise variance, a positive number.
+    directions
+        Shape ``(k, d)``; each is normalised to unit length.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(k,)``, float64.
+    """
+    from diffnb.jacobian import score_jacobian
+
+    check_positive_number(t, "t")
+    q = rayleigh_quotients(t * score_jacobian(score_fn, x, t).mean(0), directions, normalize=False)
+    return t * (1.0 - q) / q
 
 
 def first_level_where(times: Any, condition: Any, *, start: str = "large") -> np.ndarray:

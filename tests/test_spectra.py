@@ -402,3 +402,20 @@ def test_gaussian_score_spectra_matches_the_closed_form_in_any_order():
 def test_gaussian_score_spectra_bad_input(variances, match):
     with pytest.raises(ValueError, match=match):
         gaussian_score_spectra(variances, [1.0])
+
+
+def test_implied_variances_of_the_exact_linear_score():
+    # along the eigenvectors of C the exact score implies the data variances, at any t and any points
+    from diffnb.data import LinearManifold
+    from diffnb.metrics import LinearFrame
+    from diffnb.scores import make_linear_score
+    from diffnb.spectra import implied_variances
+
+    man = LinearManifold(d=12, block_dims=(3, 2), scales=(1.0, 0.3), seed=0)
+    frame = LinearFrame.from_embedding(man.F)
+    x = torch.as_tensor(man.sample(4, seed=1))
+    for t in (0.5, 1e-3):
+        got = implied_variances(make_linear_score(man.F), x, t, frame.tangent_basis.T)
+        np.testing.assert_allclose(got, frame.variances, rtol=1e-8)
+    with pytest.raises(ValueError, match="t must be a positive number"):
+        implied_variances(make_linear_score(man.F), x, -1.0, frame.tangent_basis.T)
