@@ -133,6 +133,29 @@ def set_threads(n: int | None = None) -> int:
 
 
 @contextlib.contextmanager
+def active_scale(name: str) -> Iterator[str]:
+    """Make ``name`` the active scale (``DIFFNB_SCALE``) for the duration of a ``with`` block, then restore
+    the previous setting. What reads the scale from the environment inside the block, such as the keys of
+    :mod:`diffnb.cache`, sees ``name``.
+
+    Raises
+    ------
+    ScaleError
+        If ``name`` is not one of ``SCALES``.
+    """
+    scale = get_scale(name)
+    previous = os.environ.get(SCALE_VARIABLE)
+    os.environ[SCALE_VARIABLE] = scale
+    try:
+        yield scale
+    finally:
+        if previous is None:
+            os.environ.pop(SCALE_VARIABLE, None)
+        else:
+            os.environ[SCALE_VARIABLE] = previous
+
+
+@contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run torch on ``n`` CPU threads for the duration of a ``with`` block (``None``: unchanged), then restore.
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from diffnb import __version__, cache
-from diffnb.config import SCALES, get_scale, pick
+from diffnb.config import SCALES, active_scale, get_scale, pick
 
 Job = dict[str, Any]
 JobResult = dict[str, Any]
@@ -147,14 +147,16 @@ def run_job(name: str, job: Job, scale: str | None = None, *, use_cache: bool = 
     """Run one job through the cache; returns ``{"result", "seconds", "hardware", "version"}``.
 
     A job that is already cached is read back (its ``seconds`` are those of the run that computed it).
-    With ``use_cache=False`` the job is computed and nothing is read or written.
+    With ``use_cache=False`` the job is computed and nothing is read or written. The job runs with ``scale``
+    active (:func:`diffnb.config.active_scale`), whatever ``DIFFNB_SCALE`` says.
     """
     experiment = get_experiment(name)
     scale = get_scale(scale)
 
     def compute() -> dict[str, Any]:
         start = time.perf_counter()
-        result = experiment.run(dict(job))
+        with active_scale(scale):  # what the job caches inside (a trained network) is keyed by this scale
+            result = experiment.run(dict(job))
         return {
             "result": result,
             "seconds": time.perf_counter() - start,
@@ -286,6 +288,25 @@ def images_memorization(job: Job) -> JobResult:
     from diffnb.image_protocol import run_image_job
 
     return run_image_job(job)
+
+
+def _phase_network_jobs(scale: str) -> list[Job]:
+    from diffnb.phase_networks import network_jobs
+
+    return network_jobs(scale)
+
+
+@register(
+    "phase-networks",
+    chapter="8",
+    description="the two score networks whose phases chapter 8 reads (a linear manifold at d = 100, the digits)",
+    jobs=_phase_network_jobs,
+)
+def phase_networks(job: Job) -> JobResult:
+    """One network of chapter 8 (:func:`diffnb.phase_networks.run_network_job`): its weights and loss curve."""
+    from diffnb.phase_networks import run_network_job
+
+    return run_network_job(job)
 
 
 __all__ = [

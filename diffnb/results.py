@@ -127,6 +127,20 @@ def _job_text(job: dict[str, Any]) -> str:
     return json.dumps(job, sort_keys=True)
 
 
+def committed_entries(name: str, scale: str | None = None, folder: Path | str | None = None) -> list[dict | None]:
+    """For every job of experiment ``name`` at ``scale``, in the experiment's order, its committed entry
+    (as :func:`load` gives it) when one of the experiment's current version is committed for exactly that
+    job, else ``None``."""
+    experiment = get_experiment(name)
+    scale = get_scale(scale)
+    stored = {
+        _job_text(entry["job"]): entry
+        for entry in load(name, scale, folder)
+        if record_version(entry["meta"]) == experiment.version
+    }
+    return [stored.get(_job_text(job)) for job in experiment.jobs(scale)]
+
+
 @dataclass
 class Gathered:
     """The results of every job of an experiment at one scale, with where each came from.
@@ -254,15 +268,9 @@ def gather(
     committed = scale == "paper" if committed is None else committed
     cache = scale != "quick" if cache is None else cache
     root = Path(folder) if folder is not None else results_dir()
-    stored = {}
-    if committed:
-        stored = {
-            _job_text(entry["job"]): entry
-            for entry in load(name, scale, root)
-            if record_version(entry["meta"]) == experiment.version
-        }
+    stored = committed_entries(name, scale, root) if committed else [None] * len(jobs)
     out = Gathered(name, scale, [], [], [], [], root / name / scale if committed else None, [])
-    missing = sum(_job_text(job) not in stored for job in jobs)
+    missing = stored.count(None)
     if committed and missing:
         warnings.warn(
             f"{name}: {missing} of {len(jobs)} jobs at scale {scale} have no committed result of the experiment's "
@@ -270,8 +278,7 @@ def gather(
             f"computing them here (`python -m diffnb run {name} --scale {scale} --export` precomputes them)",
             stacklevel=2,
         )
-    for job in jobs:
-        entry = stored.get(_job_text(job))
+    for job, entry in zip(jobs, stored, strict=True):
         if entry is not None:
             result, source, meta, seconds = entry["result"], "committed", entry["meta"], entry["meta"].get("seconds")
         else:

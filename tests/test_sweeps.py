@@ -208,11 +208,12 @@ def test_experiments_are_registered_without_importing_their_modules():
     import sys
 
     code = (
-        "import diffnb.experiments as e, sys; print(sorted(e.REGISTRY)); print('diffnb.image_protocol' in sys.modules)"
+        "import diffnb.experiments as e, sys; print(sorted(e.REGISTRY)); "
+        "print([m in sys.modules for m in ('diffnb.image_protocol', 'diffnb.phase_networks')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    assert out[0] == "['empirical-memorization', 'images-memorization']"
-    assert out[1] == "False"  # registration does not import the heavy module
+    assert out[0] == "['empirical-memorization', 'images-memorization', 'phase-networks']"
+    assert out[1] == "[False, False]"  # registration does not import the heavy modules
 
 
 def test_experiment_version_enters_the_job_key_from_2_on():
