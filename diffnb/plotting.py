@@ -225,7 +225,8 @@ def shade_phases(
     Parameters
     ----------
     ax
-        Axes whose ``t`` axis is log-scaled.
+        Axes of ``t``; the ``t`` axis is made log-scaled. With scalar boundaries the x limits cover what
+        is already drawn (whether the axis was log-scaled yet or not) and a decade beyond each boundary.
     t_trivial, t_consolidation
         Phase boundaries. Scalars: ``t`` is the x axis and the phases are vertical bands. Arrays over ``x``:
         ``t`` is the y axis and the boundaries are curves over ``x`` (a phase diagram).
@@ -256,8 +257,10 @@ def shade_phases(
     if x is None:
         t_trivial, t_consolidation = float(t_trivial), float(t_consolidation)
         lo, hi = ax.get_xlim()
-        if ax.get_xscale() != "log" or lo <= 0:  # nothing drawn on a log axis yet
-            lo, hi = t_consolidation / 10, t_trivial * 10
+        if ax.get_xscale() != "log" or lo <= 0:  # a linear axis: span what is drawn on it, if anything
+            lo, hi = ax.dataLim.intervalx if ax.has_data() else (np.inf, -np.inf)
+            if not (0 < lo < hi < np.inf):
+                lo, hi = t_consolidation / 10, t_trivial * 10
         lo, hi = min(lo, t_consolidation / 10), max(hi, t_trivial * 10)
         spans = [
             (lo / 1e3, t_consolidation, "consolidation"),

@@ -38,6 +38,23 @@ def test_shade_phases_bands_and_phase_diagram():
     plt.close(fig)
 
 
+@pytest.mark.parametrize("log_first", [False, True])
+def test_shade_phases_keeps_the_data_in_view(log_first):
+    # data drawn on a still linear axis (and on a log one) stay inside the limits, beyond the boundaries
+    fig, ax = plt.subplots()
+    ax.plot([1e-4, 2.5e4], [0, 1])
+    if log_first:
+        ax.set_xscale("log")
+    plotting.shade_phases(ax, 55.0, 0.016)
+    lo, hi = ax.get_xlim()
+    assert lo <= 1e-4 and hi >= 2.5e4
+    fig, ax = plt.subplots()
+    ax.plot([1.0, 2.0], [0, 1])  # data inside the boundaries: a decade beyond each boundary
+    plotting.shade_phases(ax, 19.0, 0.002)
+    assert np.allclose(ax.get_xlim(), (2e-4, 190.0))
+    plt.close("all")
+
+
 def test_shade_phases_moves_a_label_and_rejects_unknown_phases():
     fig, ax = plt.subplots()
     plotting.shade_phases(ax, 19.0, 0.002, label_kw={"coverage": {"x": 0.5, "ha": "right"}})
