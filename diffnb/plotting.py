@@ -159,6 +159,25 @@ def phase_diagram(
     return mesh
 
 
+def dimension_norm(*grids: np.ndarray, top: float = 0.0) -> tuple[mpl.colors.BoundaryNorm, list[int]]:
+    """A discrete colour scale for dimensions read off spectra, shared by ``grids``, and its colourbar's ticks.
+
+    One colour per integer and one per half-integer (a median over an even number of points lies halfway
+    between two integers), from 0 to the largest value in ``grids`` or ``top``, whichever is larger; the
+    ticks are the integers. Pass the norm to :func:`phase_diagram` (``norm=...``, ``colorbar=False``) for
+    every panel and draw one colourbar with ``fig.colorbar(mesh, ax=axes, ticks=ticks)``.
+
+    Examples
+    --------
+    >>> norm, ticks = dimension_norm(np.array([[0, 2.5], [7, 1]]))
+    >>> ticks[-1], int(norm(2.5)) != int(norm(3.0))
+    (7, True)
+    """
+    high = max([float(top), *(float(np.nanmax(grid)) for grid in grids)])
+    bounds = np.arange(-0.25, high + 0.5, 0.5)  # bins centred on 0, 0.5, 1, ...
+    return mpl.colors.BoundaryNorm(bounds, ncolors=256), list(range(int(high) + 1))
+
+
 def spectrum_bands(
     ax: plt.Axes,
     times: Sequence[float],
@@ -366,11 +385,12 @@ def spectra_by_size(
     sizes: Sequence[float],
     spectra: np.ndarray,
     *,
-    cmap: str = "coolwarm",
+    cmap: str = "viridis",
     band: bool = True,
     colorbar: bool = True,
 ) -> plt.Axes:
-    """Mean normalised spectrum per training-set size, descending, coloured from large (red) to small (blue).
+    """Mean normalised spectrum per training-set size, descending, coloured by size on a log scale (with the
+    default map, dark purple for the smallest and yellow for the largest).
 
     Parameters
     ----------

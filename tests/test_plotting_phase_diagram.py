@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from diffnb.plotting import _log_edges, phase_diagram  # noqa: E402
+from diffnb.plotting import _log_edges, dimension_norm, phase_diagram  # noqa: E402
 
 
 def test_log_edges_are_geometric_midpoints():
@@ -26,3 +26,13 @@ def test_phase_diagram_draws_one_cell_per_value():
     with pytest.raises(ValueError, match="values must have shape"):
         phase_diagram(ax, np.logspace(-3, 0, 4), [10, 100], np.zeros((3, 4)))
     plt.close(fig)
+
+
+def test_dimension_norm_gives_integers_and_half_integers_their_own_colours():
+    norm, ticks = dimension_norm(np.array([[0.0, 1.5], [4.0, 2.0]]), np.array([[6.5]]), top=3)
+    assert ticks == list(range(7))  # up to the largest value, above top
+    values = np.arange(0, 6.51, 0.5)
+    bins = np.asarray(norm(values))
+    assert len(set(bins.tolist())) == values.size  # every level its own colour
+    assert np.all(np.asarray(norm(values + 0.2)) == bins)  # and a bin around it
+    assert dimension_norm(np.zeros((2, 2)), top=7)[1] == list(range(8))
