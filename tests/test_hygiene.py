@@ -117,3 +117,17 @@ def test_torch_is_pinned_everywhere():
     # An open range pulls a multi-GB CUDA build; the CPU wheel is pinned.
     assert '"torch==' in (ROOT / "pyproject.toml").read_text()
     assert "torch==" in (ROOT / "environment.yml").read_text()
+
+
+def test_every_public_module_is_in_the_api_reference():
+    import pkgutil
+
+    import diffnb
+
+    modules = {
+        info.name
+        for info in pkgutil.walk_packages(diffnb.__path__, "diffnb.")
+        if not info.ispkg and not any(part.startswith("_") for part in info.name.split(".")[1:])
+    }
+    listed = set(re.findall(r"automodule:: (\S+)", (BOOK / "appendix" / "api.md").read_text()))
+    assert modules <= listed, f"missing from book/appendix/api.md: {sorted(modules - listed)}"
