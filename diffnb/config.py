@@ -136,7 +136,18 @@ def set_threads(n: int | None = None) -> int:
 def active_scale(name: str) -> Iterator[str]:
     """Make ``name`` the active scale (``DIFFNB_SCALE``) for the duration of a ``with`` block, then restore
     the previous setting. What reads the scale from the environment inside the block, such as the keys of
-    :mod:`diffnb.cache`, sees ``name``.
+    :mod:`diffnb.cache`, sees ``name``. The environment is the process's: other threads see the change too
+    (the sweeps run one job per process or thread at a time, so this is safe there).
+
+    Parameters
+    ----------
+    name
+        One of ``SCALES``.
+
+    Yields
+    ------
+    str
+        The scale.
 
     Raises
     ------

@@ -21,6 +21,8 @@ one the package defines now, so a change of configuration cannot serve stale wei
 from __future__ import annotations
 
 import functools
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,10 +159,13 @@ def network_from_result(job: dict[str, Any], result: dict[str, Any]) -> TrainedM
     )
 
 
-def committed_networks(scale: str | None = None, folder: Any = None) -> dict[str, tuple[TrainedModel, dict]]:
+def committed_networks(
+    scale: str | None = None, folder: Path | str | None = None
+) -> dict[str, tuple[TrainedModel, dict]]:
     """The networks committed for this scale's jobs, by name, each with its JSON record (package version,
     commit, hardware). Committed results are read at ``paper`` scale only, as :func:`diffnb.results.gather`
-    reads them; elsewhere, or where none is committed, the dict is empty.
+    reads them; elsewhere the dict is empty. At ``paper`` scale a network without a current committed
+    result is left out, with a warning (training it takes about 90 minutes on a CPU core).
 
     ``folder``: where committed results live (default :func:`diffnb.results.results_dir`).
     """
@@ -170,6 +175,14 @@ def committed_networks(scale: str | None = None, folder: Any = None) -> dict[str
     if scale != "paper":
         return {}
     entries = committed_entries(EXPERIMENT, scale, folder)
+    missing = [job["network"] for job, entry in zip(network_jobs(scale), entries, strict=True) if entry is None]
+    if missing:
+        warnings.warn(
+            f"{EXPERIMENT}: no current committed result for {', '.join(missing)} at paper scale; it will be "
+            f"trained (about 90 minutes each on a CPU core; `python -m diffnb run {EXPERIMENT} --scale paper "
+            "--export` precomputes them)",
+            stacklevel=2,
+        )
     return {
         job["network"]: (network_from_result(job, entry["result"]), entry["meta"])
         for job, entry in zip(network_jobs(scale), entries, strict=True)

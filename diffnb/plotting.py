@@ -163,9 +163,28 @@ def dimension_norm(*grids: np.ndarray, top: float = 0.0) -> tuple[mpl.colors.Bou
     """A discrete colour scale for dimensions read off spectra, shared by ``grids``, and its colourbar's ticks.
 
     One colour per integer and one per half-integer (a median over an even number of points lies halfway
-    between two integers), from 0 to the largest value in ``grids`` or ``top``, whichever is larger; the
-    ticks are the integers. Pass the norm to :func:`phase_diagram` (``norm=...``, ``colorbar=False``) for
-    every panel and draw one colourbar with ``fig.colorbar(mesh, ax=axes, ticks=ticks)``.
+    between two integers), from 0 to the largest value in ``grids`` or ``top``, whichever is larger. Pass
+    the norm to :func:`phase_diagram` (``norm=...``, ``colorbar=False``) for every panel and draw one
+    colourbar with ``fig.colorbar(mesh, ax=axes, ticks=ticks)``.
+
+    Parameters
+    ----------
+    *grids
+        Arrays of dimensions (any shape), finite and non-negative.
+    top
+        The scale reaches at least this value.
+
+    Returns
+    -------
+    norm : matplotlib.colors.BoundaryNorm
+        Bins centred on 0, 0.5, 1, ... up to the largest value.
+    ticks : list of int
+        The integers from 0 up to the largest value.
+
+    Raises
+    ------
+    ValueError
+        If a grid is empty, holds NaN or infinity, or a negative value.
 
     Examples
     --------
@@ -173,7 +192,10 @@ def dimension_norm(*grids: np.ndarray, top: float = 0.0) -> tuple[mpl.colors.Bou
     >>> ticks[-1], int(norm(2.5)) != int(norm(3.0))
     (7, True)
     """
-    high = max([float(top), *(float(np.nanmax(grid)) for grid in grids)])
+    arrays = [np.asarray(grid, dtype=float) for grid in grids]
+    if any(a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0) for a in arrays):
+        raise ValueError("grids must be non-empty arrays of finite, non-negative dimensions")
+    high = max([float(top), *(float(a.max()) for a in arrays)])
     bounds = np.arange(-0.25, high + 0.5, 0.5)  # bins centred on 0, 0.5, 1, ...
     return mpl.colors.BoundaryNorm(bounds, ncolors=256), list(range(int(high) + 1))
 
@@ -277,7 +299,8 @@ def shade_phases(
         t_trivial, t_consolidation = float(t_trivial), float(t_consolidation)
         lo, hi = ax.get_xlim()
         if ax.get_xscale() != "log" or lo <= 0:  # a linear axis: span what is drawn on it, if anything
-            lo, hi = ax.dataLim.intervalx if ax.has_data() else (np.inf, -np.inf)
+            # the smallest positive x drawn: a log axis cannot show x <= 0 anyway
+            lo, hi = (ax.dataLim.minposx, ax.dataLim.x1) if ax.has_data() else (np.inf, -np.inf)
             if not (0 < lo < hi < np.inf):
                 lo, hi = t_consolidation / 10, t_trivial * 10
         lo, hi = min(lo, t_consolidation / 10), max(hi, t_trivial * 10)

@@ -36,3 +36,9 @@ def test_dimension_norm_gives_integers_and_half_integers_their_own_colours():
     assert len(set(bins.tolist())) == values.size  # every level its own colour
     assert np.all(np.asarray(norm(values + 0.2)) == bins)  # and a bin around it
     assert dimension_norm(np.zeros((2, 2)), top=7)[1] == list(range(8))
+
+
+@pytest.mark.parametrize("bad", [np.array([]), np.array([1.0, np.nan]), np.array([np.inf]), np.array([-1.0])])
+def test_dimension_norm_rejects_bad_grids(bad):
+    with pytest.raises(ValueError, match="grids must be"):
+        dimension_norm(np.ones(3), bad)

@@ -49,6 +49,11 @@ def test_shade_phases_keeps_the_data_in_view(log_first):
     lo, hi = ax.get_xlim()
     assert lo <= 1e-4 and hi >= 2.5e4
     fig, ax = plt.subplots()
+    ax.plot([0.0, 1e-4, 2.5e4], [0, 0, 1])  # x = 0 cannot show on a log axis; the rest stays in view
+    plotting.shade_phases(ax, 55.0, 0.016)
+    lo, hi = ax.get_xlim()
+    assert 0 < lo <= 1e-4 and hi >= 2.5e4
+    fig, ax = plt.subplots()
     ax.plot([1.0, 2.0], [0, 1])  # data inside the boundaries: a decade beyond each boundary
     plotting.shade_phases(ax, 19.0, 0.002)
     assert np.allclose(ax.get_xlim(), (2e-4, 190.0))
