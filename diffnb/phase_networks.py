@@ -31,8 +31,10 @@ import torch
 from diffnb.config import get_device, get_scale, pick
 from diffnb.data import LinearManifold
 from diffnb.data.images import load_images
-from diffnb.nets import NetConfig, build_model
-from diffnb.training import TrainConfig, TrainedModel, train_ensemble
+from diffnb.nets import NetConfig
+
+# the training cache's own reconstruction of a network from its record
+from diffnb.training import TrainConfig, TrainedModel, _from_record, train_ensemble
 
 #: The experiment's registered name.
 EXPERIMENT = "phase-networks"
@@ -137,26 +139,26 @@ def run_network_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def network_from_result(job: dict[str, Any], result: dict[str, Any]) -> TrainedModel:
     """Rebuild a job's network from its result (:func:`run_network_job`), with the moving-average weights,
-    on :func:`diffnb.config.get_device`.
+    on :func:`diffnb.config.get_device`, as the training cache rebuilds one.
 
     The final raw weights are not kept in a result, so ``raw_state`` is empty; ``seconds`` is 0 and
     ``extra["trained_seconds"]`` the training time.
     """
-    net_config, train_config = configs(job)
-    model = build_model(net_config)
-    weights = {name.removeprefix(WEIGHTS): value for name, value in result.items() if name.startswith(WEIGHTS)}
-    model.load_state_dict({name: torch.as_tensor(np.asarray(value)) for name, value in weights.items()})
-    model.to(get_device()).eval().requires_grad_(False)
-    return TrainedModel(
-        model=model,
-        raw_state={},
-        losses=np.asarray(result["losses"]),
-        net_config=net_config,
-        train_config=train_config,
-        n_train=int(result["n_train"]),
-        from_cache=True,
-        extra={"trained_seconds": float(result["trained_seconds"])},
-    )
+    _job(job)
+    record = {
+        "net_config": job["net"],
+        "train_config": job["train"],
+        "ema_state": {
+            name.removeprefix(WEIGHTS): torch.as_tensor(np.asarray(value))
+            for name, value in result.items()
+            if name.startswith(WEIGHTS)
+        },
+        "raw_state": {},
+        "losses": result["losses"],
+        "n_train": result["n_train"],
+        "seconds": result["trained_seconds"],
+    }
+    return _from_record(record, get_device())
 
 
 def committed_networks(
@@ -174,8 +176,8 @@ def committed_networks(
     scale = get_scale(scale)
     if scale != "paper":
         return {}
-    entries = committed_entries(EXPERIMENT, scale, folder)
-    missing = [job["network"] for job, entry in zip(network_jobs(scale), entries, strict=True) if entry is None]
+    jobs, entries = network_jobs(scale), committed_entries(EXPERIMENT, scale, folder)
+    missing = [job["network"] for job, entry in zip(jobs, entries, strict=True) if entry is None]
     if missing:
         warnings.warn(
             f"{EXPERIMENT}: no current committed result for {', '.join(missing)} at paper scale; it will be "
@@ -185,7 +187,7 @@ def committed_networks(
         )
     return {
         job["network"]: (network_from_result(job, entry["result"]), entry["meta"])
-        for job, entry in zip(network_jobs(scale), entries, strict=True)
+        for job, entry in zip(jobs, entries, strict=True)
         if entry is not None
     }
 
