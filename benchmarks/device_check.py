@@ -7,13 +7,20 @@ Four checks, each printed as a table row, with a verdict at the end:
    loss curves must agree to float32 rounding amplified by training (relative 1e-2 on the mean of the last
    50 steps), and so must the dimension read at DDPM step 15.
 2. **Mixed precision and the spectra.** Image spectra (exact autograd Jacobians at step 15) of the device
-   model in float64, float32, TF32 matmuls and bfloat16 autocast. The book may use a reduced precision only
-   where it leaves the normalised spectra within 1e-3 and the dimension unchanged; the table says which do.
+   model in float64; under torch's default flags (TF32 in cuDNN's convolutions only, which ``diffnb.jacobian``
+   turns off while it computes spectra); in float32 (TF32 off everywhere); in TF32 (on everywhere); and in
+   bfloat16 autocast. The book may use a reduced precision only where it leaves the normalised spectra
+   within 1e-3 and the dimension unchanged; the table says which do.
 3. **Throughput at paper size.** Steps per second of the memorization paper's U-Net
    (``UNetConfig.ddpm``) at 1x28x28 (MNIST) and 3x32x32 (CIFAR-10), batch 128, in float32 and in bfloat16
    autocast, on synthetic images (nothing is downloaded), and the extrapolated hours for 400k steps.
 4. **Probe spectra at paper size.** Seconds for the papers' ``K = 4d`` probe at one 28x28 image against an
    exact Jacobian and 32 Lanczos steps.
+5. **Synthetic trainings at paper size.** Steps per second of chapter 5's sweep ensemble (ten of the official
+   ``DDPMTabular``, ``TrainConfig.official``) and of the 256x4 network of chapters 5 and 8 (batch 512), and
+   the extrapolated hours for their paper budgets (2M and 100k steps).
+
+A check that raises is reported with its traceback and the next one still runs (one lease, one run).
 
 Run:  python benchmarks/device_check.py            (CUDA when present; ``--quick`` for a CPU dry run)
 Everything here is timed in one process; on a CPU the sizes shrink so that the dry run takes about a minute.
@@ -24,12 +31,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+import traceback
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from diffnb.config import get_device
+from diffnb.data import LinearManifold
 from diffnb.data import images as imdata
+from diffnb.empirical_sweeps import SPHERE
 from diffnb.image_protocol import image_dimensions, image_spectra, step_time
 from diffnb.jacobian import lanczos_singular_values, probe_spectrum
 from diffnb.nets import NetConfig, UNetConfig, build_model
@@ -69,8 +80,11 @@ def same_training(device: torch.device, steps: int) -> list[tuple[str, float, fl
 
 @contextlib.contextmanager
 def _precision(mode: str, device: torch.device):
-    previous = torch.backends.cuda.matmul.allow_tf32
+    # "torch defaults": TF32 off for matrix products and on for cuDNN's convolutions, which diffnb.jacobian
+    # then keeps in float32 while it computes spectra; "float32" turns both off, "tf32" both on
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+    torch.backends.cudnn.allow_tf32 = mode in ("tf32", "torch defaults")
     try:
         if mode == "bf16 autocast":
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
@@ -78,7 +92,7 @@ def _precision(mode: str, device: torch.device):
         else:
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
 def precision_of_spectra(device: torch.device, steps: int) -> list[tuple[str, float, float, bool]]:
@@ -97,9 +111,14 @@ def precision_of_spectra(device: torch.device, steps: int) -> list[tuple[str, fl
     def score(z: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         return model.score(z, level).float()  # autocast may hand back bfloat16; the SVD needs float32
 
-    for mode in ("float32", "tf32", "bf16 autocast"):
-        with _precision(mode, device):
-            spectra = image_spectra(score, x, t)
+    for mode in ("torch defaults", "float32", "tf32", "bf16 autocast"):
+        try:
+            with _precision(mode, device):
+                spectra = image_spectra(score, x, t)
+        except RuntimeError as error:  # e.g. a normalisation's backward that refuses mixed dtypes
+            print(f"   {mode}: the Jacobian failed ({str(error).splitlines()[0]})")
+            rows.append((mode, float("nan"), float("nan"), False))
+            continue
         err = float(np.abs(spectra - reference).max())
         dims = image_dimensions(spectra)
         dim_change = float(np.abs(dims - ref_dims).max())
@@ -137,6 +156,53 @@ def throughput(device: torch.device, shapes, channels: int, seconds: float) -> l
     return rows
 
 
+def synthetic_throughput(device: torch.device, quick: bool) -> list[tuple[str, int, int, float]]:
+    """Steps per second of the synthetic paper-scale trainings (chapter 5's two kinds, chapter 8's network).
+
+    Each ensemble trains twice, for a short and a longer run; the rate is the difference of steps over the
+    difference of times, so that set-up and the first kernels' compilation drop out.
+    """
+    sweep_sets = [
+        SPHERE.sample(p, seed=k) for k, p in enumerate([10, 20, 50, 100, 250, 500, 1_000, 2_500, 5_000, 20_000])
+    ]
+    wide = NetConfig(
+        d=100,
+        width=256,
+        depth=4,
+        emb_dim=32,
+        emb_hidden=64,
+        conditioning="film",
+        parametrization="edm",
+        sigma_data=0.5,
+    )
+    manifold = LinearManifold(100, (24, 16), (1.0, 0.2), seed=0)
+    wide_sets = [manifold.sample(20_000, seed=k) for k in range(2)]
+    wide_cfg = TrainConfig(batch_size=512, lr=3e-3, sigma_min=0.02, sigma_max=5.0)
+    runs = (
+        (
+            "ch. 5 sweep: 10 x DDPMTabular",
+            NetConfig.official_tabular(30),
+            TrainConfig.official(),
+            sweep_sets,
+            2_000_000,
+        ),
+        ("ch. 5/8: 2 x 256x4, batch 512", wide, wide_cfg, wide_sets, 100_000),
+    )
+    short, long = (20, 60) if quick else (200, 1_200)
+    rows = []
+    for name, net, cfg, sets, budget in runs:
+        seconds = []
+        for steps in (short, long):
+            _sync(device)
+            started = time.perf_counter()
+            train_ensemble(sets, net, replace(cfg, steps=steps), use_cache=False, progress=False, device=device)
+            _sync(device)
+            seconds.append(time.perf_counter() - started)
+        rate = (long - short) / max(seconds[1] - seconds[0], 1e-9)
+        rows.append((name, len(sets), budget, rate))
+    return rows
+
+
 def config_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -164,38 +230,71 @@ def probe_cost(device: torch.device, side: int, channels: int) -> list[tuple[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes (a CPU dry run of the script)")
+    parser.add_argument("--sections", default="12345", help="the checks to run, e.g. 2 or 125 (default: all)")
     args = parser.parse_args()
     device = get_device()
     quick = args.quick or device.type == "cpu"
     torch.manual_seed(0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, device {device} ({name}); {'quick dry run' if quick else 'full check'}\n")
-    verdicts = []
+    verdicts: list[bool] = []
 
-    print("1. same training on CPU and device (final loss over the last 50 steps; dimension at step 15)")
-    for row in same_training(device, 60 if quick else 400):
-        print(
-            f"   {row[0]:<20} loss cpu {row[1]:.4f} device {row[2]:.4f} | dim cpu {row[3]:.1f} device {row[4]:.1f}"
-            f" | {'ok' if row[5] else 'DIFFERS'}"
-        )
-        verdicts.append(row[5])
+    def section(title: str, body) -> None:
+        """Print one check; a failure is reported with its traceback and the next check still runs."""
+        if title.split(".")[0] not in args.sections:
+            return
+        print(f"\n{title}", flush=True)
+        started = time.perf_counter()
+        try:
+            body()
+        except Exception:  # noqa: BLE001 - one lease, one run: report every failure and go on
+            verdicts.append(False)
+            print("   FAILED:")
+            print("   " + traceback.format_exc().replace("\n", "\n   "))
+        print(f"   ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    print("\n2. precision of the spectra at step 15 (max |difference| from float64; dimension change)")
-    for mode, err, dim_change, ok in precision_of_spectra(device, 60 if quick else 1000):
-        print(f"   {mode:<14} {err:9.2e}  {dim_change:4.0f}  {'usable' if ok else 'not usable for spectra'}")
+    def check_training() -> None:
+        for row in same_training(device, 60 if quick else 400):
+            print(
+                f"   {row[0]:<20} loss cpu {row[1]:.4f} device {row[2]:.4f} | dim cpu {row[3]:.1f} "
+                f"device {row[4]:.1f} | {'ok' if row[5] else 'DIFFERS'}"
+            )
+            verdicts.append(row[5])
 
-    print("\n3. training throughput of the paper's U-Net (batch 128, synthetic images)")
-    shapes = [(1, 8, 8)] if quick else [(1, 28, 28), (3, 32, 32)]
-    for shape, mode, params, rate in throughput(device, shapes, 32 if quick else 128, 3.0 if quick else 20.0):
-        hours = 400_000 / rate / 3600
-        print(f"   {shape:<12} {mode:<14} {params / 1e6:6.1f} M params {rate:8.2f} steps/s  400k steps: {hours:6.1f} h")
+    def check_precision() -> None:
+        for mode, err, dim_change, ok in precision_of_spectra(device, 60 if quick else 1000):
+            print(f"   {mode:<14} {err:9.2e}  {dim_change:4.0f}  {'usable' if ok else 'not usable for spectra'}")
 
-    print("\n4. one image's spectrum at step 15")
-    side = 8 if quick else 28
-    for method, seconds in probe_cost(device, side, 32 if quick else 64):
-        print(f"   {method:<26} {seconds:8.2f} s  ({side}x{side})")
+    def check_throughput() -> None:
+        shapes = [(1, 8, 8)] if quick else [(1, 28, 28), (3, 32, 32)]
+        for shape, mode, params, rate in throughput(device, shapes, 32 if quick else 128, 3.0 if quick else 8.0):
+            hours = 400_000 / rate / 3600
+            print(
+                f"   {shape:<12} {mode:<14} {params / 1e6:6.1f} M params {rate:8.2f} steps/s  "
+                f"400k steps: {hours:6.1f} h"
+            )
 
-    print(f"\nverdict: CPU and device training {'agree' if all(verdicts) else 'DISAGREE'}")
+    def check_probe() -> None:
+        side = 8 if quick else 28
+        for method, seconds in probe_cost(device, side, 32 if quick else 64):
+            print(f"   {method:<26} {seconds:8.2f} s  ({side}x{side})")
+
+    def check_synthetic() -> None:
+        for name, members, budget, rate in synthetic_throughput(device, quick):
+            print(
+                f"   {name:<32} {members:3d} members {rate:8.1f} steps/s  "
+                f"{budget:,} steps: {budget / rate / 3600:6.2f} h"
+            )
+
+    section(
+        "1. same training on CPU and device (final loss over the last 50 steps; dimension at step 15)", check_training
+    )
+    section("2. precision of the spectra at step 15 (max |difference| from float64; dimension change)", check_precision)
+    section("3. training throughput of the paper's U-Net (batch 128, synthetic images)", check_throughput)
+    section("4. one image's spectrum at step 15", check_probe)
+    section("5. training throughput of the synthetic paper-scale ensembles (stacked members)", check_synthetic)
+    if "1" in args.sections:
+        print(f"\nverdict: CPU and device training {'agree' if verdicts and all(verdicts) else 'DISAGREE or FAILED'}")
 
 
 if __name__ == "__main__":

@@ -29,11 +29,14 @@ Every method runs on one thread and on every core, one setting after the other, 
 the table compares each of (a) and (b) at its fastest setting. On two cores (a) gains from both (its products
 are large, and ``diffnb._linalg`` splits its 800 eigensolves across threads) while (b) slows down: its 800
 small SVDs and orthogonal draws lose more to thread hand-offs than they gain.
-Run:  python benchmarks/network_jacobian.py   (BENCH_THREADS=k: only k threads)
+On a GPU (``--device cuda``; the default is :func:`diffnb.config.get_device`) the network, the points and every
+method's work stay on the device, and only the final spectra come back; the thread settings are the host's.
+Run:  python benchmarks/network_jacobian.py   (BENCH_THREADS=k: only k threads) [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
@@ -41,7 +44,7 @@ import torch
 from _bench import best_time, keep_fastest, thread_counts_from_env
 from scipy.stats import ortho_group
 
-from diffnb.config import set_threads
+from diffnb.config import get_device, set_threads
 from diffnb.data import LinearManifold
 from diffnb.jacobian import score_jacobian, singular_values
 from diffnb.nets import NetConfig
@@ -62,23 +65,25 @@ def probe_loop(score_fn, X: torch.Tensor, times: np.ndarray, seed: int = 0) -> n
     with torch.no_grad():
         for i, x0 in enumerate(X):
             for k, t in enumerate(times):
-                U = torch.as_tensor(ortho_group.rvs(X.shape[1], random_state=rng), dtype=X.dtype)
+                frame = ortho_group.rvs(X.shape[1], random_state=rng)
+                U = torch.as_tensor(frame, dtype=X.dtype, device=X.device)
                 h = float(np.sqrt(t))
-                S = score_fn(x0[None] + h * U, torch.full((X.shape[1],), float(t), dtype=X.dtype)) / h
+                level = torch.full((X.shape[1],), float(t), dtype=X.dtype, device=X.device)
+                S = score_fn(x0[None] + h * U, level) / h
                 sv = torch.linalg.svdvals(S)[1:]  # descending; the largest carries the score itself
-                out[i, k] = (sv / sv[0]).numpy()[::-1]
+                out[i, k] = (sv / sv[0]).cpu().numpy()[::-1]
     return out
 
 
 def probe_batched(score_fn, X: torch.Tensor, times: np.ndarray, symmetric: bool = False) -> np.ndarray:
     n, d = X.shape
     X_rep = X.repeat_interleave(times.size, dim=0)
-    t_rep = torch.as_tensor(np.tile(times, n), dtype=X.dtype)
+    t_rep = torch.as_tensor(np.tile(times, n), dtype=X.dtype, device=X.device)
     M = score_jacobian(score_fn, X_rep, t_rep, method="probe", symmetric=symmetric, seed=0, batch_size=8192)
     sv = singular_values(M)
     if not symmetric:
         sv = sv[:, 1:]
-    sv = (sv / sv[:, :1]).numpy()[:, ::-1]
+    sv = (sv / sv[:, :1]).cpu().numpy()[:, ::-1]
     return sv.reshape(n, times.size, sv.shape[-1])
 
 
@@ -88,18 +93,21 @@ def drop_largest(spectra: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
+    device = get_device(parser.parse_args().device)
     # The papers' code runs with torch's default, every core; their loop is fastest on one thread, and exact is
     # fastest on every core, so both settings are timed (BENCH_THREADS=k: that setting alone).
     thread_counts = thread_counts_from_env()
     set_threads(1)
     manifold = LinearManifold(D, (24, 16), (1.0, 0.2), seed=0)
-    trained = train_score_model(manifold.sample(20_000, seed=1), NET, TRAIN, progress=False)
+    trained = train_score_model(manifold.sample(20_000, seed=1), NET, TRAIN, progress=False, device=device)
     print(
-        f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}; network {NET.width}x{NET.depth}"
+        f"torch {torch.__version__} on {device}, load average {os.getloadavg()[0]:.2f}; network {NET.width}x{NET.depth}"
         f" ({trained.model.num_parameters()} parameters, {'cached' if trained.from_cache else 'trained now'});"
         f" {N_POINTS} points x {N_TIMES} noise levels, d = {D}\n"
     )
-    X = torch.tensor(manifold.sample(N_POINTS, seed=2), dtype=torch.float32)
+    X = torch.tensor(manifold.sample(N_POINTS, seed=2), dtype=torch.float32, device=device)
     times = np.logspace(-3, 1, N_TIMES)
     score = trained.model.score
 

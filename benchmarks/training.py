@@ -15,7 +15,9 @@ the default). Throughput is model-steps per second (9 members x steps / wall tim
 process is printed too, since the machine may be shared. Each time is the best of ``--repeats`` runs (2), the same
 for every mode. Target: the ensemble at least 2x the one-by-one throughput. A last block compares each mode at
 its fastest thread setting.
-Run:  python benchmarks/training.py  [--steps 300] [--repeats 2]
+On a GPU (``--device cuda``; the default is :func:`diffnb.config.get_device`) the thread settings are those of
+the host process, and each time ends with a device synchronisation.
+Run:  python benchmarks/training.py  [--steps 300] [--repeats 2] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from _bench import keep_fastest, thread_counts_from_env
 
+from diffnb.config import get_device
 from diffnb.data import AxisAlignedManifold
 from diffnb.nets import NetConfig
 from diffnb.training import TrainConfig, train_ensemble
@@ -40,7 +43,7 @@ MODES = ("one by one", "vmap", "stacked")
 SIZES = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 20_000]
 
 
-def run(net: NetConfig, datasets, steps: int, mode: str, threads: int) -> tuple[float, float]:
+def run(net: NetConfig, datasets, steps: int, mode: str, threads: int, device: torch.device) -> tuple[float, float]:
     cfg = TrainConfig(steps=steps, sigma_min=0.01, sigma_max=5.0)
     wall, cpu = time.perf_counter(), time.process_time()
     train_ensemble(
@@ -52,20 +55,30 @@ def run(net: NetConfig, datasets, steps: int, mode: str, threads: int) -> tuple[
         use_cache=False,
         progress=False,
         threads=threads,
+        device=device,
     )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
     args = parser.parse_args()
+    device = get_device(args.device)
     manifold = AxisAlignedManifold(30, (2, 5), (1.0, 0.3), 0.01, normalized=True)
     datasets = [manifold.sample(P, seed=k) for k, P in enumerate(SIZES)]
     n = len(datasets)
     print(
-        f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
+        f"torch {torch.__version__} on {_device_name(device)}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} at start; "
         f"{n} models x {args.steps} steps, batch 128\n"
     )
     header = (
@@ -75,14 +88,14 @@ def main() -> None:
     print("-" * len(header))
     # warm up (imports, first vmap trace)
     for mode in MODES:
-        run(NET_SWEEP, datasets[:2], 20, mode, 1)
+        run(NET_SWEEP, datasets[:2], 20, mode, 1, device)
     networks = (("sweep net", NET_SWEEP), ("DDPMTabular", NetConfig.official_tabular(30)))
     fastest: dict[str, tuple[float, int]] = {}
     for name, net in networks:
         for threads in thread_counts_from_env():
             base = None
             for mode in MODES:
-                wall, cpu = min(run(net, datasets, args.steps, mode, threads) for _ in range(args.repeats))
+                wall, cpu = min(run(net, datasets, args.steps, mode, threads, device) for _ in range(args.repeats))
                 rate = n * args.steps / wall
                 base = rate if base is None else base
                 print(f"{name:>14} {threads:>7} {mode:>10} {wall:8.2f} {cpu:8.2f} {rate:14.0f} {rate / base:8.2f}x")

@@ -255,6 +255,10 @@ class ScoreNetwork(nn.Module):
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Score at VE noise variance ``t``: :math:`-\\hat\\varepsilon(x, \\sqrt t)/\\sqrt t`.
 
+        The network runs on the device of its parameters, and the score comes back on the device of ``x``:
+        a model trained on a GPU serves points held on the CPU (the spectra helpers, the notebooks) with no
+        change to the caller; points already on the model's device are not copied.
+
         Parameters
         ----------
         x
@@ -262,15 +266,16 @@ class ScoreNetwork(nn.Module):
         t
             Noise variance: a positive scalar or a tensor of shape ``(n,)``.
         """
+        home = next(self.parameters(), x).device
         if not isinstance(t, torch.Tensor):
             if not (math.isfinite(t) and t > 0):
                 raise ValueError(f"t must be a positive finite noise variance, got {t}")
-            t = torch.tensor(float(t), dtype=x.dtype, device=x.device)
-        t = t.to(dtype=x.dtype)
+            t = torch.tensor(float(t), dtype=x.dtype, device=home)
+        t = t.to(device=home, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         sigma = torch.sqrt(t)
-        return -self(x, sigma) / sigma[:, None]
+        return (-self(x.to(home), sigma) / sigma[:, None]).to(x.device)
 
 
 class ScoreMLP(ScoreNetwork):

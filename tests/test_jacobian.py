@@ -4,7 +4,13 @@ import torch
 
 from diffnb import scores
 from diffnb.data import LinearManifold
-from diffnb.jacobian import probe_singular_values, random_orthogonal, score_jacobian, singular_values
+from diffnb.jacobian import (
+    lanczos_singular_values,
+    probe_singular_values,
+    random_orthogonal,
+    score_jacobian,
+    singular_values,
+)
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +206,24 @@ def test_directions_must_be_orthogonal(problem):
     Q = torch.linalg.qr(bad)[0]
     exact = score_jacobian(fn, x, 0.1)
     torch.testing.assert_close(score_jacobian(fn, x, 0.1, method="central", directions=Q), exact, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("matmul_tf32", [False, True])
+def test_convolutions_use_tf32_only_where_matrix_products_do(matmul_tf32):
+    # torch's default allows TF32 in cuDNN's convolutions alone; the spectra follow the matmul setting
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, matmul_tf32
+    seen = []
+
+    def score(x, t):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return -x / (1 + t[:, None])
+
+    try:
+        x = torch.randn(3, 4, dtype=torch.float64)
+        score_jacobian(score, x, 0.5, method="central")
+        lanczos_singular_values(score, x, 0.5, k=2, n_iter=3)
+        assert seen and all(flag == matmul_tf32 for flag in seen)
+        assert torch.backends.cudnn.allow_tf32  # restored
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags

@@ -96,3 +96,25 @@ def test_bad_time():
         net.score(torch.zeros(2, 3), 0.0)
     with pytest.raises(ValueError, match="positive finite noise variance"):
         net.score(torch.zeros(2, 3), float("nan"))
+
+
+def test_score_comes_back_on_the_device_of_the_points():
+    model = ScoreMLP(NetConfig(d=5, width=16, depth=1))
+    x = torch.randn(3, 5)
+    out = model.score(x, torch.full((3,), 0.5))
+    assert out.device == x.device and out.shape == (3, 5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_model_serves_cpu_points_and_their_jacobians():  # pragma: no cover - GPU machines only
+    torch.manual_seed(0)
+    model = ScoreMLP(NetConfig(d=5, width=16, depth=2)).eval()
+    x = torch.randn(4, 5)
+    reference = score_jacobian(model.score, x, 0.3, method="autograd")
+    gpu = model.cuda()
+    out = gpu.score(x, 0.3)
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, gpu.score(x.cuda(), 0.3).cpu())
+    jac = score_jacobian(gpu.score, x, 0.3, method="autograd")
+    assert jac.device.type == "cpu"
+    torch.testing.assert_close(jac, reference, rtol=1e-4, atol=1e-5)

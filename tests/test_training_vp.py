@@ -65,8 +65,11 @@ def test_vp_training_reduces_the_loss_for_mlp_and_unet(digits):
 def test_unet_ensemble_equals_sequential_and_is_cached(digits):
     datasets = [digits[:20], digits[:50]]
     cfg = TrainConfig(steps=6, batch_size=8, lr=1e-3, schedule="linear", grad_clip=1.0, seed=3)
-    ens = train_ensemble(datasets, UNET, cfg, vectorize=True, use_cache=False)
-    seq = train_ensemble(datasets, UNET, cfg, vectorize=False, use_cache=False)
+    # On the CPU: on a GPU, cuDNN's convolutions run in TF32 by default, and the grouped and the plain
+    # convolution round differently (one weight in 2304 off by 3e-4 relative after 6 steps on an H200);
+    # benchmarks/device_check.py compares CPU and GPU training at a tolerance for that.
+    ens = train_ensemble(datasets, UNET, cfg, vectorize=True, use_cache=False, device="cpu")
+    seq = train_ensemble(datasets, UNET, cfg, vectorize=False, use_cache=False, device="cpu")
     for a, b in zip(ens, seq, strict=True):
         np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4, atol=1e-5)
         for k, v in a.model.state_dict().items():
