@@ -1,6 +1,7 @@
 """The paper-scale path on an accelerator, checked in one short run (and on a CPU, at toy size, as a dry run).
 
-Four checks, each printed as a table row, with a verdict at the end:
+Five checks, each printed as a table; a verdict on the training check at the end; the exit status is 1 when
+a check failed to run or the trainings disagree:
 
 1. **Same training on CPU and GPU.** A small U-Net and a small MLP ensemble (VP/DDPM path, the image
    protocol's settings) trained for a few hundred steps from the same seeds on the CPU and on the device: the
@@ -22,7 +23,8 @@ Four checks, each printed as a table row, with a verdict at the end:
 
 A check that raises is reported with its traceback and the next one still runs (one lease, one run).
 
-Run:  python benchmarks/device_check.py            (CUDA when present; ``--quick`` for a CPU dry run)
+Run:  python benchmarks/device_check.py            (CUDA when present; ``--quick`` for a CPU dry run;
+      ``--sections 25``: only checks 2 and 5)
 Everything here is timed in one process; on a CPU the sizes shrink so that the dry run takes about a minute.
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
 import traceback
 from dataclasses import replace
@@ -81,10 +84,11 @@ def same_training(device: torch.device, steps: int) -> list[tuple[str, float, fl
 @contextlib.contextmanager
 def _precision(mode: str, device: torch.device):
     # "torch defaults": TF32 off for matrix products and on for cuDNN's convolutions, which diffnb.jacobian
-    # then keeps in float32 while it computes spectra; "float32" turns both off, "tf32" both on
+    # then keeps in float32 while it computes spectra; "float32" turns both off, "tf32" both on;
+    # "bf16 autocast" keeps the defaults and adds autocast
     previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
-    torch.backends.cudnn.allow_tf32 = mode in ("tf32", "torch defaults")
+    torch.backends.cudnn.allow_tf32 = mode in ("tf32", "torch defaults", "bf16 autocast")
     try:
         if mode == "bf16 autocast":
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
@@ -127,23 +131,25 @@ def precision_of_spectra(device: torch.device, steps: int) -> list[tuple[str, fl
 
 
 def throughput(device: torch.device, shapes, channels: int, seconds: float) -> list[tuple[str, str, int, float]]:
-    """Training steps per second of the paper's U-Net on synthetic images, float32 and bf16 autocast."""
+    """Training steps per second of the paper's U-Net on synthetic images under torch's default flags (TF32 in
+    cuDNN's convolutions only, as training runs), without and with bfloat16 autocast of the forward pass."""
     rows = []
     for shape in shapes:
         config = UNetConfig.ddpm(shape, channels=channels)
         model = build_model(config, seed=0).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         x0 = torch.rand(128, config.d, device=device) * 2 - 1
-        for mode in ("float32", "bf16 autocast"):
+        for mode in ("torch defaults", "bf16 autocast"):
             steps, started = 0, None
             while True:
                 sigma = torch.exp(torch.empty(128, device=device).uniform_(-4.6, 5.0))
                 eps = torch.randn_like(x0)
-                with _precision(mode, device):
-                    loss = ((model(x0 + sigma[:, None] * eps, sigma) - eps) ** 2).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                with _precision("torch defaults", device):  # the flags hold for the whole step
+                    with _precision(mode, device):  # autocast for the forward pass only
+                        loss = ((model(x0 + sigma[:, None] * eps, sigma) - eps) ** 2).mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
                 _sync(device)
                 if started is None:  # the first step compiles kernels and allocates
                     started = time.perf_counter()
@@ -237,7 +243,8 @@ def main() -> None:
     torch.manual_seed(0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, device {device} ({name}); {'quick dry run' if quick else 'full check'}\n")
-    verdicts: list[bool] = []
+    verdicts: list[bool] = []  # the training check's rows
+    failed: list[str] = []  # checks that raised
 
     def section(title: str, body) -> None:
         """Print one check; a failure is reported with its traceback and the next check still runs."""
@@ -248,7 +255,7 @@ def main() -> None:
         try:
             body()
         except Exception:  # noqa: BLE001 - one lease, one run: report every failure and go on
-            verdicts.append(False)
+            failed.append(title.split(".")[0])
             print("   FAILED:")
             print("   " + traceback.format_exc().replace("\n", "\n   "))
         print(f"   ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -293,8 +300,11 @@ def main() -> None:
     section("3. training throughput of the paper's U-Net (batch 128, synthetic images)", check_throughput)
     section("4. one image's spectrum at step 15", check_probe)
     section("5. training throughput of the synthetic paper-scale ensembles (stacked members)", check_synthetic)
-    if "1" in args.sections:
-        print(f"\nverdict: CPU and device training {'agree' if verdicts and all(verdicts) else 'DISAGREE or FAILED'}")
+    if "1" in args.sections and "1" not in failed:
+        print(f"\nverdict: CPU and device training {'agree' if all(verdicts) else 'DISAGREE'}")
+    if failed:
+        print(f"checks that failed to run: {', '.join(failed)}")
+    sys.exit(1 if failed or not all(verdicts) else 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything the book checks on a lent GPU machine, as one command that fits one lease (about 8 minutes).
+# Everything the book checks on a lent GPU machine, as one command that fits one lease (its parts took
+# 5-6 minutes on an H200; no time limit below exceeds 210 s).
 #
 # The device tool's machine has its own Python with torch, NumPy, SciPy, seaborn and pytest, but not this
 # package's pins, nbformat or nbclient: the package runs from the working tree (PYTHONPATH), and the
@@ -12,7 +13,8 @@
 #      by side with the unit tests (whose trainings then also run on the GPU).
 #
 # Each step has a time limit and writes its log to $OUT (at most 8 files come back); a failing step does
-# not stop the next. `$OUT/summary.txt` lists each step's exit status and seconds.
+# not stop the next. `$OUT/summary.txt` lists each step's exit status and seconds; the script exits 1 when
+# any step or notebook failed.
 #
 # Run on the device:  bash benchmarks/device_lease.sh
 # Dry run here:       LEASE_DRY=1 LEASE_NOTEBOOKS=01 LEASE_TESTS=tests/test_nets.py LEASE_PYTEST_ARGS=-n2 \
@@ -21,6 +23,8 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/diffnb-lease}
 mkdir -p "$OUT"
+: >"$OUT/summary.txt"
+: >"$OUT/notebooks.txt"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export DIFFNB_CACHE=${DIFFNB_CACHE:-/tmp/diffnb-lease-cache} DIFFNB_PROGRESS=0 BENCH_THREADS=1
 PY=${PYTHON:-python3}
@@ -29,6 +33,8 @@ DRY=${LEASE_DRY:-}
 NOTEBOOKS=${LEASE_NOTEBOOKS-01 02 03 04 05 06 07 08}  # set but empty: none
 TESTS=${LEASE_TESTS:-tests}
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+status=0
 
 step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to $OUT/NAME.txt, record status and time
     local name=$1 limit=$2
@@ -36,6 +42,7 @@ step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to $OUT/NAME.
     local started=$SECONDS
     timeout -k 5 "$limit" "$@" >"$OUT/$name.txt" 2>&1
     local rc=$?
+    [ "$rc" -eq 0 ] || status=1
     printf '%-24s rc %-3s %5d s\n' "$name" "$rc" $((SECONDS - started)) | tee -a "$OUT/summary.txt"
 }
 
@@ -65,7 +72,7 @@ fi
 # `python -c`, as in a kernel: a main module without a file, which the workers that chapters 5 and 8 spawn
 # do not re-import. Each gets 4 BLAS threads (16 cores, 8 notebooks and the tests side by side).
 for nb in $NOTEBOOKS; do
-    "$PY" - "$nb" "$work" <<'EOF'
+    "$PY" - "$nb" "$work" 2>"$work/nb$nb.log" <<'EOF'
 import glob, json, sys
 number, work = sys.argv[1], sys.argv[2]
 (path,) = glob.glob(f"book/{number}_*.ipynb")
@@ -77,8 +84,8 @@ done
 started=$SECONDS
 run_notebook='import sys; exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"))'
 for nb in $NOTEBOOKS; do
-    (cd book && DIFFNB_SCALE=quick OMP_NUM_THREADS=4 timeout "${LEASE_NOTEBOOK_LIMIT:-210}" \
-        "$PY" -c "$run_notebook" "$work/nb$nb.py" >"$work/nb$nb.log" 2>&1
+    (cd book && DIFFNB_SCALE=quick OMP_NUM_THREADS=4 timeout -k 5 "${LEASE_NOTEBOOK_LIMIT:-210}" \
+        "$PY" -c "$run_notebook" "$work/nb$nb.py" >>"$work/nb$nb.log" 2>&1
         echo "rc $? in $((SECONDS - started)) s" >>"$work/nb$nb.log") &
 done
 if [ "$TESTS" != none ]; then
@@ -88,7 +95,9 @@ if [ "$TESTS" != none ]; then
 fi
 wait
 for nb in $NOTEBOOKS; do
-    printf '%-24s %s\n' "notebook $nb" "$(tail -n 1 "$work/nb$nb.log")" | tee -a "$OUT/summary.txt"
+    last=$(tail -n 1 "$work/nb$nb.log")
+    case $last in "rc 0 "*) ;; *) status=1 ;; esac
+    printf '%-24s %s\n' "notebook $nb" "$last" | tee -a "$OUT/summary.txt"
     { echo "===== notebook $nb"; tail -n 60 "$work/nb$nb.log"; } >>"$OUT/notebooks.txt"
 done
-rm -rf "$work"
+exit $status

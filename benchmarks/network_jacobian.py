@@ -29,8 +29,10 @@ Every method runs on one thread and on every core, one setting after the other, 
 the table compares each of (a) and (b) at its fastest setting. On two cores (a) gains from both (its products
 are large, and ``diffnb._linalg`` splits its 800 eigensolves across threads) while (b) slows down: its 800
 small SVDs and orthogonal draws lose more to thread hand-offs than they gain.
-On a GPU (``--device cuda``; the default is :func:`diffnb.config.get_device`) the network, the points and every
-method's work stay on the device, and only the final spectra come back; the thread settings are the host's.
+On a GPU (``--device cuda``; the default is :func:`diffnb.config.get_device`) the network, the points and the
+Jacobians stay on the device and only the final spectra come back, except that (b), as the papers' code
+does, draws each frame with SciPy on the host and waits for each pair's SVD; the thread settings are the
+host's.
 Run:  python benchmarks/network_jacobian.py   (BENCH_THREADS=k: only k threads) [--device cpu|cuda]
 """
 

@@ -23,7 +23,7 @@ matrix of probed scores, which is what the papers decompose.
 Precision on a GPU: every function here evaluates the score with cuDNN's convolutions in TF32 only when
 matrix products are allowed TF32 too (``torch.backends.cuda.matmul.allow_tf32``, off by default). Torch's
 own default turns TF32 on for convolutions alone, which moved the normalised spectra of a small U-Net by
-5e-4 on an H200, against 6e-7 in float32 (``benchmarks/device_check.py``, section 2).
+7e-4 on an H200, against 6e-7 to 7e-7 in float32 (``benchmarks/device_check.py``, section 2).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import torch
 from torch.func import jvp, vjp, vmap
@@ -47,16 +48,29 @@ from diffnb._validation import (
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS = ("autograd", "central", "probe")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def _convolutions_follow_matmul(fn):
-    """Run ``fn`` with cuDNN's TF32 allowed only where matrix products allow it (see the module notes)."""
+def _matmul_allows_tf32() -> bool:
+    """Whether float32 matrix products on CUDA may use TF32, under torch's older or newer setting."""
+    try:
+        return bool(torch.backends.cuda.matmul.allow_tf32)
+    except RuntimeError:  # set through ``fp32_precision``: torch refuses to read the older flag then
+        return getattr(torch.backends.cuda.matmul, "fp32_precision", "none") == "tf32"
+
+
+def _convolutions_follow_matmul(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` with cuDNN's TF32 allowed only where matrix products allow it (see the module notes).
+
+    The flag is global to the process: two threads computing spectra at once may see each other's setting.
+    """
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         cudnn = torch.backends.cudnn
         previous = cudnn.allow_tf32
-        cudnn.allow_tf32 = previous and torch.backends.cuda.matmul.allow_tf32
+        cudnn.allow_tf32 = previous and _matmul_allows_tf32()
         try:
             return fn(*args, **kwargs)
         finally:

@@ -227,3 +227,25 @@ def test_convolutions_use_tf32_only_where_matrix_products_do(matmul_tf32):
         assert torch.backends.cudnn.allow_tf32  # restored
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def test_tf32_set_through_the_newer_precision_api():
+    # torch refuses to read the older matmul flag once fp32_precision is set; the spectra must still run
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.fp32_precision, torch.backends.cudnn.allow_tf32
+    seen = []
+
+    def score(x, t):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return -x / (1 + t[:, None])
+
+    x = torch.randn(3, 4, dtype=torch.float64)
+    try:
+        for precision, expected in (("tf32", True), ("ieee", False)):
+            matmul.fp32_precision = precision
+            torch.backends.cudnn.allow_tf32 = True
+            seen.clear()
+            score_jacobian(score, x, 0.5, method="central")
+            assert seen and all(flag == expected for flag in seen)
+    finally:
+        matmul.fp32_precision, torch.backends.cudnn.allow_tf32 = previous

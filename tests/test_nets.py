@@ -98,10 +98,17 @@ def test_bad_time():
         net.score(torch.zeros(2, 3), float("nan"))
 
 
-def test_score_comes_back_on_the_device_of_the_points():
-    model = ScoreMLP(NetConfig(d=5, width=16, depth=1))
+def test_score_runs_on_the_device_of_the_weights():
+    # "meta" stands in for a GPU here: the network must see its inputs there, whatever device x is on
+    model = ScoreMLP(NetConfig(d=5, width=16, depth=1)).to("meta")
+    seen = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append([z.device.type for z in inputs]))
     x = torch.randn(3, 5)
-    out = model.score(x, torch.full((3,), 0.5))
+    with pytest.raises(NotImplementedError):  # a meta tensor cannot be copied back to the CPU
+        model.score(x, torch.full((3,), 0.5, dtype=torch.float64))
+    assert seen == [["meta", "meta"]]
+    cpu = ScoreMLP(NetConfig(d=5, width=16, depth=1))
+    out = cpu.score(x, torch.full((3,), 0.5))
     assert out.device == x.device and out.shape == (3, 5)
 
 
@@ -115,6 +122,7 @@ def test_a_gpu_model_serves_cpu_points_and_their_jacobians():  # pragma: no cove
     out = gpu.score(x, 0.3)
     assert out.device.type == "cpu"
     torch.testing.assert_close(out, gpu.score(x.cuda(), 0.3).cpu())
-    jac = score_jacobian(gpu.score, x, 0.3, method="autograd")
-    assert jac.device.type == "cpu"
-    torch.testing.assert_close(jac, reference, rtol=1e-4, atol=1e-5)
+    for mode in ("rev", "fwd"):
+        jac = score_jacobian(gpu.score, x, 0.3, method="autograd", mode=mode)
+        assert jac.device.type == "cpu"
+        torch.testing.assert_close(jac, reference, rtol=1e-4, atol=1e-5)
