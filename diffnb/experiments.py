@@ -193,10 +193,14 @@ def _memorization_jobs(scale: str) -> list[Job]:
 
     Set (a)'s order parameter is also divided by its generalising value point by point
     (:func:`diffnb.empirical_sweeps.normalised_sphere_order`) at the first ``n_normalised`` test points, on the
-    levels in ``normalised_range`` (the crossings of half the generalising value at quick scale lie between 1.9e-3
-    at P = 20 000 and 0.28 at P = 10), with chains of ``reference_steps`` steps: one chain per point, level and kind
+    levels in ``normalised_range``, with chains of ``reference_steps`` steps. Its floor is 1e-3 at ``full`` and
+    ``paper`` scale and 5e-4 at ``quick``: the crossings of half the generalising value at quick scale lie between
+    1.05e-3 (fresh samples, P = 20 000) and 0.49 (P = 10) over eight seeds of the jobs (0, 10, ..., 70), and the
+    quick grid's levels nearest 1e-3 are 1.4e-3 and 8.9e-4, so with a floor of 1e-3 one draw in eight had no level
+    below its fresh crossing at P = 20 000 (NaN); at 5.7e-4, the lowest level the quick floor adds, that median
+    ratio was at most 0.08 in all eight (at 8.9e-4 up to 0.40). One chain per point, level and kind
     at 5e5 to 8e5 chain steps a second on one CPU thread (batches of 2048 chains,
-    ``empirical_sweeps._CHAIN_BATCH``), so about 13 s per job at ``quick`` scale (96 points, 18 levels), 85-90 s at
+    ``empirical_sweeps._CHAIN_BATCH``), so about 15 s per job at ``quick`` scale (96 points, 20 levels), 85-90 s at
     ``full`` (all 384 points, 30 levels) and 80-100 s at ``paper`` (256 points, 40 levels). With 3000 steps, three
     chain seeds moved the median per-point ratio by at most 0.043 at t >= 0.1 and 0.086 at smaller t (quick scale,
     P = 100, 1000 and 20 000, both kinds of point). At ``full`` every test point is used: with 128 of them the
@@ -215,7 +219,7 @@ def _memorization_jobs(scale: str) -> list[Job]:
         "n_population": p(quick=100_000, full=400_000),
         "delta": 0.05,
         "n_normalised": p(quick=96, full=384, paper=256),
-        "normalised_range": [1e-3, 3.0],
+        "normalised_range": [p(quick=5e-4, full=1e-3), 3.0],  # see the docstring
         "reference_steps": 3000,
     }
     jobs = [

@@ -116,6 +116,18 @@ def test_job_lists_per_scale():
         assert any(j["part"] == "embedded" and j["n_spectra"] > 0 for j in jobs)
 
 
+def test_normalised_range_floor_per_scale():
+    # quick: 5e-4, so that its coarse order grid has levels below the fresh crossing at P = 20 000 (as low as
+    # 1.05e-3 over eight seeds); full and paper keep 1e-3, the committed paper results' range
+    experiment = get_experiment(NAME)
+    for scale, floor in (("quick", 5e-4), ("full", 1e-3), ("paper", 1e-3)):
+        sphere = [j for j in experiment.jobs(scale) if j["part"] == "sphere"]
+        assert sphere and all(j["normalised_range"] == [floor, 3.0] for j in sphere), scale
+    quick = next(j for j in experiment.jobs("quick") if j["part"] == "sphere")
+    times = es.log_grid(quick["order_grid"])
+    assert np.sum((times >= 5e-4) & (times < 1e-3)) == 2  # 5.7e-4 and 8.9e-4
+
+
 def test_sphere_variances_are_computed_once_and_callers_get_their_own_copy():
     first = es.sphere_variances(20_000, seed=3)
     first[:] = -1.0  # a caller's change must not reach the next job
