@@ -197,8 +197,9 @@ def _memorization_jobs(scale: str) -> list[Job]:
     ``paper`` scale and 5e-4 at ``quick``: the crossings of half the generalising value at quick scale lie between
     1.05e-3 (fresh samples, P = 20 000) and 0.49 (P = 10) over eight seeds of the jobs (0, 10, ..., 70), and the
     quick grid's levels nearest 1e-3 are 1.4e-3 and 8.9e-4, so with a floor of 1e-3 one draw in eight had no level
-    below its fresh crossing at P = 20 000 (NaN); at 5.7e-4, the lowest level the quick floor adds, that median
-    ratio was at most 0.08 in all eight (at 8.9e-4 up to 0.40). One chain per point, level and kind
+    below its fresh crossing at P = 20 000 (NaN); at 5.7e-4, the lowest level the quick floor adds, the median
+    ratio of the sigma = 0.3 block there was at most 0.08 in all eight (at 8.9e-4 up to 0.40; the pair's at
+    most 0.025 and 0.17). One chain per point, level and kind
     at 5e5 to 8e5 chain steps a second on one CPU thread (batches of 2048 chains,
     ``empirical_sweeps._CHAIN_BATCH``), so about 15 s per job at ``quick`` scale (96 points, 20 levels), 85-90 s at
     ``full`` (all 384 points, 30 levels) and 80-100 s at ``paper`` (256 points, 40 levels). With 3000 steps, three
