@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from diffnb.config import set_threads
 
 
@@ -53,3 +55,8 @@ def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 1, **kwargs: An
 def keep_fastest(fastest: dict[str, tuple[float, int]], name: str, seconds: float, threads: int) -> None:
     """Record ``(seconds, threads)`` under ``name`` when it is faster than what ``fastest`` holds there."""
     fastest[name] = min(fastest.get(name, (math.inf, 0)), (seconds, threads))
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name for a CUDA device (e.g. "NVIDIA H200"), else "CPU"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

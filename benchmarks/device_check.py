@@ -39,14 +39,15 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from _bench import device_name
 
 from diffnb.config import get_device
-from diffnb.data import LinearManifold
 from diffnb.data import images as imdata
 from diffnb.empirical_sweeps import SPHERE
 from diffnb.image_protocol import image_dimensions, image_spectra, step_time
 from diffnb.jacobian import lanczos_singular_values, probe_spectrum
 from diffnb.nets import NetConfig, UNetConfig, build_model
+from diffnb.phase_networks import configs, network_jobs, training_set
 from diffnb.training import TrainConfig, train_ensemble, train_score_model
 
 
@@ -171,19 +172,10 @@ def synthetic_throughput(device: torch.device, quick: bool) -> list[tuple[str, i
     sweep_sets = [
         SPHERE.sample(p, seed=k) for k, p in enumerate([10, 20, 50, 100, 250, 500, 1_000, 2_500, 5_000, 20_000])
     ]
-    wide = NetConfig(
-        d=100,
-        width=256,
-        depth=4,
-        emb_dim=32,
-        emb_hidden=64,
-        conditioning="film",
-        parametrization="edm",
-        sigma_data=0.5,
-    )
-    manifold = LinearManifold(100, (24, 16), (1.0, 0.2), seed=0)
-    wide_sets = [manifold.sample(20_000, seed=k) for k in range(2)]
-    wide_cfg = TrainConfig(batch_size=512, lr=3e-3, sigma_min=0.02, sigma_max=5.0)
+    # chapter 8's linear-manifold network at paper scale (chapter 5's paper network has the same architecture)
+    linear = next(job for job in network_jobs("paper") if job["network"] == "linear")
+    wide, wide_cfg = configs(linear)
+    wide_sets = [training_set(linear)] * 2
     runs = (
         (
             "ch. 5 sweep: 10 x DDPMTabular",
@@ -192,7 +184,7 @@ def synthetic_throughput(device: torch.device, quick: bool) -> list[tuple[str, i
             sweep_sets,
             2_000_000,
         ),
-        ("ch. 5/8: 2 x 256x4, batch 512", wide, wide_cfg, wide_sets, 100_000),
+        ("ch. 5/8: 2 x 256x4, batch 512", wide, wide_cfg, wide_sets, wide_cfg.steps),
     )
     short, long = (20, 60) if quick else (200, 1_200)
     rows = []
@@ -241,8 +233,10 @@ def main() -> None:
     device = get_device()
     quick = args.quick or device.type == "cpu"
     torch.manual_seed(0)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"torch {torch.__version__}, device {device} ({name}); {'quick dry run' if quick else 'full check'}\n")
+    print(
+        f"torch {torch.__version__}, device {device} ({device_name(device)}); "
+        f"{'quick dry run' if quick else 'full check'}\n"
+    )
     verdicts: list[bool] = []  # the training check's rows
     failed: list[str] = []  # checks that raised
 

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 import torch
-from _bench import keep_fastest, thread_counts_from_env
+from _bench import device_name, keep_fastest, thread_counts_from_env
 
 from diffnb.config import get_device
 from diffnb.data import AxisAlignedManifold
@@ -62,10 +62,6 @@ def run(net: NetConfig, datasets, steps: int, mode: str, threads: int, device: t
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -77,7 +73,7 @@ def main() -> None:
     datasets = [manifold.sample(P, seed=k) for k, P in enumerate(SIZES)]
     n = len(datasets)
     print(
-        f"torch {torch.__version__} on {_device_name(device)}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} on {device_name(device)}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f} at start; "
         f"{n} models x {args.steps} steps, batch 128\n"
     )

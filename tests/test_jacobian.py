@@ -208,17 +208,23 @@ def test_directions_must_be_orthogonal(problem):
     torch.testing.assert_close(score_jacobian(fn, x, 0.1, method="central", directions=Q), exact, atol=1e-6, rtol=1e-6)
 
 
+def _flag_recording_score(seen: list):
+    """A linear score that records cuDNN's TF32 flag at every call."""
+
+    def score(x, t):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return -x / (1 + t[:, None])
+
+    return score
+
+
 @pytest.mark.parametrize("matmul_tf32", [False, True])
 def test_convolutions_use_tf32_only_where_matrix_products_do(matmul_tf32):
     # torch's default allows TF32 in cuDNN's convolutions alone; the spectra follow the matmul setting
     flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, matmul_tf32
     seen = []
-
-    def score(x, t):
-        seen.append(torch.backends.cudnn.allow_tf32)
-        return -x / (1 + t[:, None])
-
+    score = _flag_recording_score(seen)
     try:
         x = torch.randn(3, 4, dtype=torch.float64)
         score_jacobian(score, x, 0.5, method="central")
@@ -234,11 +240,7 @@ def test_tf32_set_through_the_newer_precision_api():
     matmul = torch.backends.cuda.matmul
     previous = matmul.fp32_precision, torch.backends.cudnn.allow_tf32
     seen = []
-
-    def score(x, t):
-        seen.append(torch.backends.cudnn.allow_tf32)
-        return -x / (1 + t[:, None])
-
+    score = _flag_recording_score(seen)
     x = torch.randn(3, 4, dtype=torch.float64)
     try:
         for precision, expected in (("tf32", True), ("ieee", False)):
