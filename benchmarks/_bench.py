@@ -60,3 +60,9 @@ def keep_fastest(fastest: dict[str, tuple[float, int]], name: str, seconds: floa
 def device_name(device: torch.device) -> str:
     """The GPU's name for a CUDA device (e.g. "NVIDIA H200"), else "CPU"."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device (nothing to wait for on the CPU), so that a timer reads it done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -39,7 +39,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from _bench import device_name
+from _bench import device_name, synchronize
 
 from diffnb.config import get_device
 from diffnb.data import images as imdata
@@ -49,11 +49,6 @@ from diffnb.jacobian import lanczos_singular_values, probe_spectrum
 from diffnb.nets import NetConfig, UNetConfig, build_model
 from diffnb.phase_networks import configs, network_jobs, training_set
 from diffnb.training import TrainConfig, train_ensemble, train_score_model
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def same_training(device: torch.device, steps: int) -> list[tuple[str, float, float, bool]]:
@@ -151,7 +146,7 @@ def throughput(device: torch.device, shapes, channels: int, seconds: float) -> l
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                _sync(device)
+                synchronize(device)
                 if started is None:  # the first step compiles kernels and allocates
                     started = time.perf_counter()
                     continue
@@ -191,10 +186,10 @@ def synthetic_throughput(device: torch.device, quick: bool) -> list[tuple[str, i
     for name, net, cfg, sets, budget in runs:
         seconds = []
         for steps in (short, long):
-            _sync(device)
+            synchronize(device)
             started = time.perf_counter()
             train_ensemble(sets, net, replace(cfg, steps=steps), use_cache=False, progress=False, device=device)
-            _sync(device)
+            synchronize(device)
             seconds.append(time.perf_counter() - started)
         rate = (long - short) / max(seconds[1] - seconds[0], 1e-9)
         rows.append((name, len(sets), budget, rate))
@@ -217,10 +212,10 @@ def probe_cost(device: torch.device, side: int, channels: int) -> list[tuple[str
         ("exact (autograd)", lambda: image_spectra(model.score, x, t, batch_size=1)),
         ("Lanczos, 32 steps", lambda: lanczos_singular_values(model.score, x, t, k=8, n_iter=32)),
     ):
-        _sync(device)
+        synchronize(device)
         started = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         timings.append((name, time.perf_counter() - started))
     return timings
 

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 import torch
-from _bench import device_name, keep_fastest, thread_counts_from_env
+from _bench import device_name, keep_fastest, synchronize, thread_counts_from_env
 
 from diffnb.config import get_device
 from diffnb.data import AxisAlignedManifold
@@ -57,8 +57,7 @@ def run(net: NetConfig, datasets, steps: int, mode: str, threads: int, device: t
         threads=threads,
         device=device,
     )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -32,9 +32,7 @@ from diffnb.config import get_device, get_scale, pick
 from diffnb.data import LinearManifold
 from diffnb.data.images import load_images
 from diffnb.nets import NetConfig
-
-# the training cache's own reconstruction of a network from its record
-from diffnb.training import TrainConfig, TrainedModel, _from_record, train_ensemble
+from diffnb.training import TrainConfig, TrainedModel, train_ensemble
 
 #: The experiment's registered name.
 EXPERIMENT = "phase-networks"
@@ -139,7 +137,8 @@ def run_network_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def network_from_result(job: dict[str, Any], result: dict[str, Any]) -> TrainedModel:
     """Rebuild a job's network from its result (:func:`run_network_job`), with the moving-average weights,
-    on :func:`diffnb.config.get_device`, as the training cache rebuilds one.
+    on :func:`diffnb.config.get_device`, through :meth:`diffnb.training.TrainedModel.from_record` as the
+    training cache rebuilds one.
 
     The final raw weights are not kept in a result, so ``raw_state`` is empty; ``seconds`` is 0 and
     ``extra["trained_seconds"]`` the training time.
@@ -158,7 +157,7 @@ def network_from_result(job: dict[str, Any], result: dict[str, Any]) -> TrainedM
         "n_train": result["n_train"],
         "seconds": result["trained_seconds"],
     }
-    return _from_record(record, get_device())
+    return TrainedModel.from_record(record, get_device())
 
 
 def committed_networks(

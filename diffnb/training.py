@@ -268,6 +268,39 @@ class TrainedModel:
         """Mean loss over the last ``window`` steps."""
         return float(np.mean(self.losses[-window:]))
 
+    def to_record(self) -> dict:
+        """The plain record the training cache stores: both configurations as dicts, the EMA and raw weights
+        on the CPU, the losses in float32, the number of training points and the training time."""
+        return {
+            "net_config": self.net_config.to_dict(),
+            "train_config": self.train_config.to_dict(),
+            "ema_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "raw_state": {k: v.detach().cpu() for k, v in self.raw_state.items()},
+            "losses": np.asarray(self.losses, dtype=np.float32),
+            "n_train": int(self.n_train),
+            "seconds": float(self.seconds),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict, device: torch.device | str) -> TrainedModel:
+        """Rebuild a network from a record of :meth:`to_record`'s form, with its EMA weights, on ``device``,
+        frozen and in evaluation mode. ``seconds`` is 0 and ``extra["trained_seconds"]`` the recorded time."""
+        net_config = config_from_dict(record["net_config"])
+        model = build_model(net_config)
+        model.load_state_dict(record["ema_state"])
+        model.to(device).eval().requires_grad_(False)
+        return cls(
+            model=model,
+            raw_state=record["raw_state"],
+            losses=np.asarray(record["losses"]),
+            net_config=net_config,
+            train_config=TrainConfig.from_dict(record["train_config"]),
+            n_train=int(record["n_train"]),
+            seconds=0.0,
+            from_cache=True,
+            extra={"trained_seconds": float(record["seconds"])},
+        )
+
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _as_training_set(data, d: int, name: str = "data") -> torch.Tensor:
@@ -412,36 +445,6 @@ def member_key(net_config: NetConfig | UNetConfig, train_config: TrainConfig, da
         "algorithm": ALGORITHM_VERSION,
         "draw_chunk": DRAW_CHUNK,
     }
-
-
-def _to_record(trained: TrainedModel) -> dict:
-    return {
-        "net_config": trained.net_config.to_dict(),
-        "train_config": trained.train_config.to_dict(),
-        "ema_state": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()},
-        "raw_state": {k: v.detach().cpu() for k, v in trained.raw_state.items()},
-        "losses": np.asarray(trained.losses, dtype=np.float32),
-        "n_train": int(trained.n_train),
-        "seconds": float(trained.seconds),
-    }
-
-
-def _from_record(record: dict, device: torch.device) -> TrainedModel:
-    net_config = config_from_dict(record["net_config"])
-    model = build_model(net_config)
-    model.load_state_dict(record["ema_state"])
-    model.to(device).eval().requires_grad_(False)
-    return TrainedModel(
-        model=model,
-        raw_state=record["raw_state"],
-        losses=np.asarray(record["losses"]),
-        net_config=net_config,
-        train_config=TrainConfig.from_dict(record["train_config"]),
-        n_train=int(record["n_train"]),
-        seconds=0.0,
-        from_cache=True,
-        extra={"trained_seconds": float(record["seconds"])},
-    )
 
 
 # ----------------------------------------------------------------------------------------------- core
@@ -682,7 +685,7 @@ def train_ensemble(
         for k, key in enumerate(keys):
             record = cache.lookup("score_mlp", key)
             if record is not None:
-                results[k] = _from_record(record, device)
+                results[k] = TrainedModel.from_record(record, device)
     todo = [k for k, r in enumerate(results) if r is None]
     if todo:
         groups = [todo] if vectorize else [[k] for k in todo]
@@ -706,7 +709,7 @@ def train_ensemble(
                 for k, member in zip(group, trained, strict=True):
                     results[k] = member
                     if use_cache:
-                        cache.store("score_mlp", keys[k], _to_record(member))
+                        cache.store("score_mlp", keys[k], member.to_record())
     return results  # type: ignore[return-value]
 
 

@@ -291,3 +291,19 @@ def test_async_worker_ends_with_its_parent(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_record_rebuilds_the_same_network():
+    trained = train_score_model(make_data(40), NET, TrainConfig(steps=3, batch_size=8), use_cache=False)
+    record = trained.to_record()
+    assert all(v.device.type == "cpu" for v in record["ema_state"].values())
+    back = training.TrainedModel.from_record(record, "cpu")
+    for k, v in trained.model.state_dict().items():
+        torch.testing.assert_close(back.model.state_dict()[k], v.cpu())
+    np.testing.assert_allclose(back.losses, trained.losses, rtol=1e-6)
+    assert back.net_config == trained.net_config and back.train_config == trained.train_config
+    assert back.from_cache and back.seconds == 0.0
+    assert back.extra["trained_seconds"] == pytest.approx(trained.seconds)
+    assert not back.model.training and not any(p.requires_grad for p in back.model.parameters())
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(back.score(x, 0.3), trained.score(x, 0.3))
